@@ -1,0 +1,2 @@
+//! slackctl: a StackStorm-compatible Slack action runner. See docs/architecture.md.
+pub mod catalog;
