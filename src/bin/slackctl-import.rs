@@ -411,9 +411,18 @@ fn json_is_array(name: &str) -> bool {
     )
 }
 
+/// String arguments that hold comma-separated IDs: typed as lists here, always sent to Slack
+/// as one comma-joined string without spaces (Slack misreads `a, b`).
+fn is_comma_list(name: &str, slack: &str) -> bool {
+    slack == "string" && (name.ends_with("_ids") || matches!(name, "users" | "channels" | "types"))
+}
+
 fn st2_type(name: &str, kind: Option<&str>, slack: &str, st2: Option<&str>) -> &'static str {
     if is_timestamp(name, kind) {
         return "string";
+    }
+    if is_comma_list(name, slack) {
+        return "array";
     }
     match (slack, st2) {
         ("json", _) if json_is_array(name) => "array",
@@ -449,7 +458,7 @@ fn param_doc(
         }
         ("user" | "user_id", _) | (_, Some("user" | "user_id")) => "User ID (U... or W...)".into(),
         ("team_id", _) | (_, Some("team" | "team_id")) => "Workspace ID (T...)".into(),
-        (_, _) if ty == "array" => "List: JSON array or comma-separated values".into(),
+        (_, _) if ty == "array" => "List: a JSON array or comma-separated values".into(),
         (_, _) if ty == "object" => "JSON object (a JSON string is accepted too)".into(),
         _ => String::new(),
     };
@@ -525,6 +534,8 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         },
     );
     let st2p = |n: &str| st2.and_then(|a| a.parameters.get(n));
+    let comma_lists: Vec<&str> =
+        m.params.iter().filter(|p| is_comma_list(&p.name, &p.ty)).map(|p| p.name.as_str()).collect();
     for p in &m.params {
         let s = st2p(&p.name);
         let ty = st2_type(&p.name, p.kind.as_deref(), &p.ty, s.map(|s| s.ty.as_str()));
@@ -673,6 +684,9 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     }
     if !groups.is_empty() {
         tags.push((tag::ARG_GROUPS, groups.join(";")));
+    }
+    if !comma_lists.is_empty() {
+        tags.push((tag::COMMA_LISTS, comma_lists.join(",")));
     }
 
     let mut out = String::new();

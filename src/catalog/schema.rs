@@ -95,6 +95,8 @@ pub mod tag {
     pub const NOTE: &str = "note";
     /// One-of groups: `one_of:a,b,c;at_most_one:a,b`.
     pub const ARG_GROUPS: &str = "arg_groups";
+    /// List parameters Slack takes as one comma-separated string, in JSON bodies too.
+    pub const COMMA_LISTS: &str = "comma_lists";
 }
 
 impl ActionFile {

@@ -1,0 +1,71 @@
+//! Every environment variable slackctl reads, declared once. The process environment is
+//! read in one place ([`Env::capture`]); the rest of the code gets this snapshot, so tests can
+//! pass their own.
+
+use std::collections::HashMap;
+
+/// Web API token (bot `xoxb-` or user `xoxp-`); beats `action_token` in the config file.
+pub const SLACK_TOKEN: &str = "SLACK_TOKEN";
+/// Socket Mode app-level token (`xapp-`); beats `sensor.app_token`.
+pub const SLACK_APP_TOKEN: &str = "SLACK_APP_TOKEN";
+/// Incoming webhook URL; beats `post_message_action.webhook_url`.
+pub const SLACK_WEBHOOK_URL: &str = "SLACK_WEBHOOK_URL";
+/// Events API signing secret; beats `sensor.signing_secret`.
+pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
+/// Web API base URL, replacing `https://slack.com/api/` (e.g. the emulator's).
+pub const SLACK_API_URL: &str = "SLACK_API_URL";
+/// Path of the config file.
+pub const SLACKCTL_CONFIG: &str = "SLACKCTL_CONFIG";
+/// Standard locations for the user's config directory.
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+pub const HOME: &str = "HOME";
+/// Disables colour in terminal output.
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// The documented variables, for the README and `--help`.
+pub const DOCUMENTED: &[(&str, &str)] = &[
+    (SLACK_TOKEN, "Web API token; beats action_token in the config file"),
+    (SLACK_APP_TOKEN, "Socket Mode app-level token (xapp-); beats sensor.app_token"),
+    (SLACK_WEBHOOK_URL, "incoming webhook URL; beats post_message_action.webhook_url"),
+    (SLACK_SIGNING_SECRET, "Events API signing secret; beats sensor.signing_secret"),
+    (SLACK_API_URL, "Web API base URL (default https://slack.com/api/)"),
+    (SLACKCTL_CONFIG, "config file path (else ~/.config/slackctl/slack.yaml, then /opt/stackstorm/configs/slack.yaml)"),
+];
+
+/// A snapshot of the variables above.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// Reads the process environment: the only place that does.
+    #[allow(clippy::disallowed_methods)]
+    pub fn capture() -> Self {
+        let names = [
+            SLACK_TOKEN,
+            SLACK_APP_TOKEN,
+            SLACK_WEBHOOK_URL,
+            SLACK_SIGNING_SECRET,
+            SLACK_API_URL,
+            SLACKCTL_CONFIG,
+            XDG_CONFIG_HOME,
+            HOME,
+            NO_COLOR,
+        ];
+        Env::from_pairs(
+            names
+                .iter()
+                .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v))),
+        )
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Env { vars: pairs.into_iter().collect() }
+    }
+
+    /// The value, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}

@@ -1,0 +1,417 @@
+//! Configuration: where the file is found, what it may contain, and the one function that
+//! resolves flags > environment > file > StackStorm schema defaults > built-in defaults.
+//!
+//! The file uses the st2 slack pack's format (`post_message_action`, `sensor`,
+//! `action_token`, `admin`) plus slackctl's additions. Unknown keys and wrong types are errors
+//! that name the file, the key and the line: a typo must never silently drop a setting.
+
+pub mod env;
+
+use crate::error::{Error, Result};
+use crate::redact::Secret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use env::Env;
+
+/// Default Web API base URL; `SLACK_API_URL` or `api_url` replace the whole prefix.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
+/// StackStorm's location for the pack config.
+pub const ST2_CONFIG_PATH: &str = "/opt/stackstorm/configs/slack.yaml";
+
+/// `post_message_action`: defaults for the webhook actions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessageAction {
+    pub webhook_url: Option<String>,
+    pub channel: Option<String>,
+    pub username: Option<String>,
+    pub icon_emoji: Option<String>,
+    pub icon_url: Option<String>,
+}
+
+/// `sensor`: st2's keys plus ours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    /// RTM token (st2); also used for enrichment when no action token is set.
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub strip_formatting: bool,
+    #[serde(default)]
+    pub allow_bot_messages: bool,
+    /// Socket Mode app-level token (`xapp-…`). slackctl addition.
+    pub app_token: Option<String>,
+    /// `auto`, `socket`, `rtm` or `events`. slackctl addition.
+    pub mode: Option<String>,
+    /// Events API signing secret. slackctl addition.
+    pub signing_secret: Option<String>,
+}
+
+impl Default for SensorConfig {
+    // st2 fills these schema defaults even when the whole object is absent.
+    fn default() -> Self {
+        SensorConfig {
+            token: String::new(),
+            strip_formatting: false,
+            allow_bot_messages: false,
+            app_token: None,
+            mode: None,
+            signing_secret: None,
+        }
+    }
+}
+
+/// `admin`: settings of the legacy `users.admin.invite` action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default)]
+    pub admin_token: String,
+    /// Workspace subdomain for `https://<organization>.slack.com/api/users.admin.invite`.
+    pub organization: Option<String>,
+    #[serde(default = "yes")]
+    pub set_active: bool,
+    #[serde(default = "one")]
+    pub attempts: i64,
+    #[serde(default)]
+    pub auto_join_channels: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> i64 {
+    1
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            admin_token: String::new(),
+            organization: None,
+            set_active: true,
+            attempts: 1,
+            auto_join_channels: Vec::new(),
+        }
+    }
+}
+
+/// A named workspace/bot: overrides the top-level credentials when chosen with `--profile`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub action_token: Option<String>,
+    pub app_token: Option<String>,
+    pub webhook_url: Option<String>,
+    pub signing_secret: Option<String>,
+    pub api_url: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub post_message_action: PostMessageAction,
+    #[serde(default)]
+    pub sensor: SensorConfig,
+    pub action_token: Option<String>,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Web API base URL. slackctl addition.
+    pub api_url: Option<String>,
+    /// Seconds before one HTTP request gives up. slackctl addition.
+    pub timeout: Option<f64>,
+    /// Retries after 429s and transient failures. slackctl addition.
+    pub retries: Option<u32>,
+    /// Profile used when `--profile` is not given. slackctl addition.
+    pub default_profile: Option<String>,
+    /// Named workspaces/bots. slackctl addition.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// Settings given on the command line (the highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub api_url: Option<String>,
+    pub timeout: Option<f64>,
+    pub retries: Option<u32>,
+}
+
+/// Everything resolved, ready to use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_url: String,
+    /// Web API token: `SLACK_TOKEN`, else the profile's or file's `action_token`.
+    pub token: Option<Secret>,
+    pub app_token: Option<Secret>,
+    pub webhook_url: Option<Secret>,
+    pub signing_secret: Option<Secret>,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Whether `api_url` came from an explicit setting (changes `users.admin.invite`'s host).
+    pub api_url_explicit: bool,
+    pub file: FileConfig,
+    /// The file the config came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// Finds the config file: `--config`, `SLACKCTL_CONFIG`, the user's config dir, then st2's.
+/// Returns the path and whether it was named explicitly (a missing explicit file is an error).
+pub fn locate(flags: &Flags, env: &Env) -> Option<(PathBuf, bool)> {
+    if let Some(p) = &flags.config {
+        return Some((p.clone(), true));
+    }
+    if let Some(p) = env.get(env::SLACKCTL_CONFIG) {
+        return Some((PathBuf::from(p), true));
+    }
+    let user_dir = env
+        .get(env::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .or_else(|| env.get(env::HOME).map(|h| Path::new(h).join(".config")));
+    if let Some(dir) = user_dir {
+        let p = dir.join("slackctl").join("slack.yaml");
+        if p.is_file() {
+            return Some((p, false));
+        }
+    }
+    let st2 = PathBuf::from(ST2_CONFIG_PATH);
+    st2.is_file().then_some((st2, false))
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(format!("cannot read config file {}: {e}", path.display())))?;
+    parse(&text, path)
+}
+
+/// Parses config text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<FileConfig> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let cfg: FileConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        let mut err = Error::config(format!("invalid config file {}, {}", path.display(), first_line(&msg)));
+        if let Some(hint) = unknown_key_hint(&msg) {
+            err = err.hint(hint);
+        }
+        err.hint("the keys are described in slack.yaml.example")
+    })?;
+    check_st2kv(text, path)?;
+    Ok(cfg)
+}
+
+/// The parser's first line ("line L column C: what"), without its "error: " prefix.
+fn first_line(s: &str) -> String {
+    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s);
+    line.trim().trim_start_matches("error: ").to_string()
+}
+
+/// Turns serde's "unknown field `x`, expected one of …" into a "did you mean" hint.
+fn unknown_key_hint(msg: &str) -> Option<String> {
+    let start = msg.find("unknown field `")? + "unknown field `".len();
+    let key = &msg[start..start + msg[start..].find('`')?];
+    let list = msg[start..].split("expected one of ").nth(1)?.lines().next()?;
+    let expected = list.split(',').map(|k| k.trim().trim_matches('`'));
+    let best = crate::catalog::suggest_from(key, expected, 1);
+    best.first().map(|b| format!("did you mean `{b}` instead of `{key}`?"))
+}
+
+/// `{{ st2kv.… }}` values only resolve inside StackStorm; say so instead of sending them.
+fn check_st2kv(text: &str, path: &Path) -> Result<()> {
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        if let Some(pos) = line.find("st2kv.") {
+            if line[..pos].contains("{{") {
+                let key = line.split(':').next().unwrap_or("").trim();
+                return Err(Error::config(format!(
+                    "{}:{}: `{key}` uses a StackStorm datastore reference ({{{{ st2kv.… }}}}), which \
+                     only resolves inside StackStorm",
+                    path.display(),
+                    i + 1
+                ))
+                .hint("outside st2, put the value in the file or use the environment (e.g. SLACK_TOKEN)"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn nonempty(s: Option<&str>) -> Option<&str> {
+    s.filter(|v| !v.trim().is_empty())
+}
+
+/// The one place where precedence is decided: flags > environment > file (profile first) >
+/// st2 schema defaults (filled by the file types) > built-in defaults.
+pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
+    let (file, source) = match locate(flags, env) {
+        Some((path, explicit)) => {
+            if !path.is_file() {
+                if explicit {
+                    return Err(Error::config(format!("config file {} does not exist", path.display()))
+                        .hint("pass an existing file with --config or SLACKCTL_CONFIG, or leave both unset"));
+                }
+                (FileConfig::default(), None)
+            } else {
+                (load_file(&path)?, Some(path))
+            }
+        }
+        None => (FileConfig::default(), None),
+    };
+    let profile_name = flags.profile.clone().or_else(|| file.default_profile.clone());
+    let profile = match &profile_name {
+        Some(name) => Some(file.profiles.get(name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+            let mut e = Error::config(format!("profile `{name}` is not defined in the config file"));
+            if names.is_empty() {
+                e = e.hint("define it under `profiles:` in the config file");
+            } else {
+                e = e.hint(format!("defined profiles: {}", names.join(", ")));
+            }
+            e
+        })?),
+        None => None,
+    };
+    let p = profile.unwrap_or_default();
+
+    let secret = |v: Option<&str>| nonempty(v).map(Secret::new);
+    let token = secret(
+        env.get(env::SLACK_TOKEN)
+            .or(p.action_token.as_deref())
+            .or(file.action_token.as_deref()),
+    );
+    let app_token = secret(
+        env.get(env::SLACK_APP_TOKEN)
+            .or(p.app_token.as_deref())
+            .or(file.sensor.app_token.as_deref()),
+    );
+    let webhook_url = secret(
+        env.get(env::SLACK_WEBHOOK_URL)
+            .or(p.webhook_url.as_deref())
+            .or(file.post_message_action.webhook_url.as_deref()),
+    );
+    let signing_secret = secret(
+        env.get(env::SLACK_SIGNING_SECRET)
+            .or(p.signing_secret.as_deref())
+            .or(file.sensor.signing_secret.as_deref()),
+    );
+    // Register the remaining secrets of the file too, so they are scrubbed from any output.
+    for s in [file.sensor.token.as_str(), file.admin.admin_token.as_str()] {
+        crate::redact::register(s);
+    }
+    for pr in file.profiles.values() {
+        for s in [&pr.action_token, &pr.app_token, &pr.webhook_url, &pr.signing_secret].into_iter().flatten() {
+            crate::redact::register(s);
+        }
+    }
+
+    let api_choice = flags
+        .api_url
+        .as_deref()
+        .or(env.get(env::SLACK_API_URL))
+        .or(p.api_url.as_deref())
+        .or(file.api_url.as_deref());
+    let api_url_explicit = nonempty(api_choice).is_some();
+    let mut api_url = nonempty(api_choice).unwrap_or(DEFAULT_API_URL).to_string();
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        return Err(Error::config(format!("API URL `{api_url}` must start with http:// or https://"))
+            .hint("SLACK_API_URL replaces the whole prefix, e.g. https://slack.com/api/"));
+    }
+    if !api_url.ends_with('/') {
+        api_url.push('/');
+    }
+    let timeout = flags.timeout.or(file.timeout).unwrap_or(30.0);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(Error::config(format!("timeout must be a positive number of seconds, got {timeout}")));
+    }
+    Ok(Settings {
+        api_url,
+        token,
+        app_token,
+        webhook_url,
+        signing_secret,
+        timeout: Duration::from_secs_f64(timeout),
+        retries: flags.retries.or(file.retries).unwrap_or(3),
+        api_url_explicit,
+        file,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn empty_file_gets_st2_schema_defaults() {
+        let c = parse("", Path::new("x")).unwrap();
+        assert!(c.admin.set_active);
+        assert_eq!(c.admin.attempts, 1);
+        assert!(!c.sensor.strip_formatting);
+        assert!(c.action_token.is_none());
+        let c = parse("admin:\n  organization: acme\n", Path::new("x")).unwrap();
+        assert!(c.admin.set_active);
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_suggestion() {
+        let err = parse("action_token: x\npost_message_action:\n  chanel: '#a'\n", Path::new("/tmp/s.yaml"))
+            .unwrap_err();
+        assert!(err.message.contains("/tmp/s.yaml"), "{}", err.message);
+        assert!(err.message.contains("chanel"), "{}", err.message);
+        assert!(err.message.contains('3'), "line number missing: {}", err.message);
+        assert!(err.hints.iter().any(|h| h.contains("`channel`")), "{:?}", err.hints);
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let err = parse("sensor:\n  strip_formatting: [1]\n", Path::new("c.yaml")).unwrap_err();
+        assert!(err.message.contains("c.yaml"));
+    }
+
+    #[test]
+    fn st2kv_reference_is_explained() {
+        let err = parse("action_token: \"{{ st2kv.system.slack_token }}\"\n", Path::new("c.yaml")).unwrap_err();
+        assert!(err.message.contains("c.yaml:1"), "{}", err.message);
+        assert!(err.message.contains("StackStorm"));
+    }
+
+    #[test]
+    fn environment_beats_file_and_flags_beat_environment() {
+        let dir = std::env::temp_dir().join(format!("slackctl-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("slack.yaml");
+        std::fs::write(&f, "action_token: xoxb-from-file\napi_url: http://file.example/api\n").unwrap();
+        let flags = Flags { config: Some(f.clone()), ..Default::default() };
+        let s = resolve(&flags, &env(&[])).unwrap();
+        assert_eq!(s.token.unwrap().expose(), "xoxb-from-file");
+        assert_eq!(s.api_url, "http://file.example/api/");
+        let e = env(&[("SLACK_TOKEN", "xoxb-from-env"), ("SLACK_API_URL", "http://env.example/api/")]);
+        let s = resolve(&flags, &e).unwrap();
+        assert_eq!(s.token.unwrap().expose(), "xoxb-from-env");
+        assert_eq!(s.api_url, "http://env.example/api/");
+        let flags = Flags { api_url: Some("http://flag.example/".into()), ..flags };
+        assert_eq!(resolve(&flags, &e).unwrap().api_url, "http://flag.example/");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let flags = Flags { config: Some("/nonexistent/slack.yaml".into()), ..Default::default() };
+        assert!(resolve(&flags, &env(&[])).is_err());
+    }
+}
