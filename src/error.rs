@@ -33,7 +33,12 @@ impl std::error::Error for Error {}
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hints: Vec::new(), response: None }
+        Error {
+            kind,
+            message: message.into(),
+            hints: Vec::new(),
+            response: None,
+        }
     }
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(Kind::Usage, message)

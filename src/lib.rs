@@ -1,7 +1,12 @@
 //! slackctl: a StackStorm-compatible Slack action runner. See docs/architecture.md.
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exit;
-pub mod redact;
+pub mod log;
+pub mod output;
 pub mod params;
+pub mod redact;
+pub mod run;
+pub mod transport;

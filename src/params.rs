@@ -54,7 +54,9 @@ pub fn parse_json_params(text: &str, action: &Action) -> Result<Map<String, Valu
     let v: Value = serde_json::from_str(text.trim())
         .map_err(|e| Error::usage(format!("--parameters is not valid JSON: {e}")))?;
     let Value::Object(mut obj) = v else {
-        return Err(Error::usage("--parameters must be a JSON object of parameter names to values"));
+        return Err(Error::usage(
+            "--parameters must be a JSON object of parameter names to values",
+        ));
     };
     if obj.len() == 1 && action.param("parameters").is_none() {
         if let Some(Value::Object(inner)) = obj.get("parameters") {
@@ -110,11 +112,14 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             Ok(v) => {
                 let repeated = seen_cli.contains(&k);
                 if repeated && p.ty == ParamType::Array {
-                    if let (Some(Value::Array(existing)), Value::Array(more)) = (out.get_mut(&k), v) {
+                    if let (Some(Value::Array(existing)), Value::Array(more)) = (out.get_mut(&k), v)
+                    {
                         existing.extend(more);
                     }
                 } else if repeated {
-                    problems.push(Error::usage(format!("parameter `{k}` is given more than once")));
+                    problems.push(Error::usage(format!(
+                        "parameter `{k}` is given more than once"
+                    )));
                 } else {
                     out.insert(k.clone(), v);
                 }
@@ -190,13 +195,22 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
     }
 
     for g in action.arg_groups {
-        let set: Vec<&str> = g.args.iter().copied().filter(|a| out.contains_key(*a)).collect();
+        let set: Vec<&str> = g
+            .args
+            .iter()
+            .copied()
+            .filter(|a| out.contains_key(*a))
+            .collect();
         let list = g.args.join(", ");
         let bad = match g.kind {
-            GroupKind::OneOf if set.is_empty() => Some(format!("{} needs at least one of: {list}", action.name)),
-            GroupKind::AtMostOne if set.len() > 1 => {
-                Some(format!("{} accepts only one of {list} (got {})", action.name, set.join(", ")))
+            GroupKind::OneOf if set.is_empty() => {
+                Some(format!("{} needs at least one of: {list}", action.name))
             }
+            GroupKind::AtMostOne if set.len() > 1 => Some(format!(
+                "{} accepts only one of {list} (got {})",
+                action.name,
+                set.join(", ")
+            )),
             GroupKind::ExactlyOne if set.len() != 1 => {
                 Some(format!("{} needs exactly one of: {list}", action.name))
             }
@@ -224,7 +238,11 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
 }
 
 fn unknown_param(action: &Action, key: &str) -> Error {
-    let names = action.params.iter().filter(|p| !p.immutable).map(|p| p.name);
+    let names = action
+        .params
+        .iter()
+        .filter(|p| !p.immutable)
+        .map(|p| p.name);
     let mut e = Error::usage(format!("{} has no parameter `{key}`", action.name));
     if let Some(best) = crate::catalog::suggest_from(key, names, 1).first() {
         e = e.hint(format!("did you mean `{best}`?"));
@@ -234,7 +252,10 @@ fn unknown_param(action: &Action, key: &str) -> Error {
 
 fn type_error(name: &str, ty: ParamType, text: &str, detail: &str) -> Error {
     let shown: String = text.chars().take(80).collect();
-    Error::usage(format!("invalid value for {} parameter {name}: `{shown}`{detail}", ty.as_str()))
+    Error::usage(format!(
+        "invalid value for {} parameter {name}: `{shown}`{detail}",
+        ty.as_str()
+    ))
 }
 
 /// Converts command-line text by the declared type (st2's rules, stricter where st2 would
@@ -263,7 +284,12 @@ pub fn convert_text(name: &str, ty: ParamType, text: &str) -> Result<Value> {
                 match serde_json::from_str::<Value>(t) {
                     Ok(v @ Value::Object(_)) => Ok(v),
                     Ok(_) => Err(type_error(name, ty, text, " (expected a JSON object)")),
-                    Err(e) => Err(type_error(name, ty, text, &format!(" (malformed JSON: {e})"))),
+                    Err(e) => Err(type_error(
+                        name,
+                        ty,
+                        text,
+                        &format!(" (malformed JSON: {e})"),
+                    )),
                 }
             } else if t.is_empty() {
                 Ok(Value::Object(Map::new()))
@@ -271,7 +297,12 @@ pub fn convert_text(name: &str, ty: ParamType, text: &str) -> Result<Value> {
                 let mut m = Map::new();
                 for pair in t.split(',') {
                     let Some((k, v)) = pair.split_once('=') else {
-                        return Err(type_error(name, ty, text, " (expected JSON or k1=v1,k2=v2)"));
+                        return Err(type_error(
+                            name,
+                            ty,
+                            text,
+                            " (expected JSON or k1=v1,k2=v2)",
+                        ));
                     };
                     m.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
                 }
@@ -284,7 +315,12 @@ pub fn convert_text(name: &str, ty: ParamType, text: &str) -> Result<Value> {
                 return match serde_json::from_str::<Value>(t) {
                     Ok(v @ Value::Array(_)) => Ok(v),
                     Ok(_) => Err(type_error(name, ty, text, " (expected a JSON array)")),
-                    Err(e) => Err(type_error(name, ty, text, &format!(" (malformed JSON: {e})"))),
+                    Err(e) => Err(type_error(
+                        name,
+                        ty,
+                        text,
+                        &format!(" (malformed JSON: {e})"),
+                    )),
                 };
             }
             if t.starts_with('{') {
@@ -350,7 +386,13 @@ mod tests {
     fn converts_by_type_and_keeps_ts_text() {
         let v = run(
             "chat.postMessage",
-            &["channel=C1", "text=hi", "unfurl_links=TRUE", "thread_ts=1700000000.000240", "blocks=[{\"type\":\"divider\"}]"],
+            &[
+                "channel=C1",
+                "text=hi",
+                "unfurl_links=TRUE",
+                "thread_ts=1700000000.000240",
+                "blocks=[{\"type\":\"divider\"}]",
+            ],
         )
         .unwrap();
         assert_eq!(v["unfurl_links"], Value::Bool(true));
@@ -361,20 +403,62 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_before_sending() {
-        assert!(run("chat.postMessage", &["text=hi"]).unwrap_err().message.contains("channel"));
-        assert!(run("chat.postMessage", &["channel=C1"]).unwrap_err().message.contains("at least one of"));
-        assert!(run("chat.postMessage", &["channel=C1", "text=x", "unfurl_links=maybe"]).is_err());
-        assert!(run("chat.postMessage", &["channel=C1", "text=x", "blocks=[{"]).unwrap_err().message.contains("malformed"));
+        assert!(
+            run("chat.postMessage", &["text=hi"])
+                .unwrap_err()
+                .message
+                .contains("channel")
+        );
+        assert!(
+            run("chat.postMessage", &["channel=C1"])
+                .unwrap_err()
+                .message
+                .contains("at least one of")
+        );
+        assert!(
+            run(
+                "chat.postMessage",
+                &["channel=C1", "text=x", "unfurl_links=maybe"]
+            )
+            .is_err()
+        );
+        assert!(
+            run("chat.postMessage", &["channel=C1", "text=x", "blocks=[{"])
+                .unwrap_err()
+                .message
+                .contains("malformed")
+        );
         let e = run("chat.postMessage", &["channel=C1", "txt=x"]).unwrap_err();
-        assert!(e.hints.iter().any(|h| h.contains("`text`")), "{:?}", e.hints);
-        assert!(run("chat.postMessage", &["channel=C1", "text=x", "end_point=chat.delete"]).unwrap_err().message.contains("immutable"));
+        assert!(
+            e.hints.iter().any(|h| h.contains("`text`")),
+            "{:?}",
+            e.hints
+        );
+        assert!(
+            run(
+                "chat.postMessage",
+                &["channel=C1", "text=x", "end_point=chat.delete"]
+            )
+            .unwrap_err()
+            .message
+            .contains("immutable")
+        );
         assert!(run("conversations.list", &["limit=ten"]).is_err());
         assert!(run("chat.postMessage", &["channel"]).is_err());
     }
 
     #[test]
     fn arrays_objects_and_repeats() {
-        let v = run("admin.users.invite", &["team_id=T1", "email=a@b.c", "channel_ids=C1, C2", "channel_ids=C3"]).unwrap();
+        let v = run(
+            "admin.users.invite",
+            &[
+                "team_id=T1",
+                "email=a@b.c",
+                "channel_ids=C1, C2",
+                "channel_ids=C3",
+            ],
+        )
+        .unwrap();
         assert_eq!(v["channel_ids"], serde_json::json!(["C1", "C2", "C3"]));
         let v = run("users_filter_by", &["attributes=is_admin=true,name=bo*"]).unwrap();
         assert_eq!(v["attributes"]["name"], "bo*");
@@ -386,7 +470,15 @@ mod tests {
     fn json_parameters_accept_st2_wrapper_and_nulls() {
         let a = find("chat.postMessage").unwrap();
         let json = parse_json_params(r#"{"parameters": {"channel": "C1", "text": "x", "ts": null, "thread_ts": 1700000000.000240, "icon_url": null}}"#, a).unwrap();
-        let v = validate(a, RawParams { pairs: vec![], json }, ValidateOpts::default()).unwrap();
+        let v = validate(
+            a,
+            RawParams {
+                pairs: vec![],
+                json,
+            },
+            ValidateOpts::default(),
+        )
+        .unwrap();
         assert_eq!(v["thread_ts"], "1700000000.000240");
         assert!(!v.contains_key("icon_url"));
     }

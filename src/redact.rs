@@ -37,7 +37,9 @@ pub fn scrub(text: &str) -> String {
 
 /// Masks `xox?-…`, `xapp-…` tokens and the secret path of `hooks.slack.com` URLs.
 fn mask_token_shapes(text: &str) -> String {
-    const PREFIXES: &[&str] = &["xoxb-", "xoxp-", "xoxa-", "xoxe.", "xoxe-", "xoxs-", "xoxc-", "xapp-", "xoxr-"];
+    const PREFIXES: &[&str] = &[
+        "xoxb-", "xoxp-", "xoxa-", "xoxe.", "xoxe-", "xoxs-", "xoxc-", "xapp-", "xoxr-",
+    ];
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     'outer: while !rest.is_empty() {
@@ -100,8 +102,15 @@ mod tests {
     #[test]
     fn masks_registered_and_token_shaped_values() {
         register("s3cr3t-value-123");
-        let s = scrub("a s3cr3t-value-123 b xoxb-1-2-abc c https://hooks.slack.com/services/T/B/X d");
-        assert_eq!(s, "a [redacted] b [redacted] c https://hooks.slack.com/services/[redacted] d");
-        assert_eq!(format!("{:?}", Secret::new("xoxp-zzz-yyy")), "Secret([redacted])");
+        let s =
+            scrub("a s3cr3t-value-123 b xoxb-1-2-abc c https://hooks.slack.com/services/T/B/X d");
+        assert_eq!(
+            s,
+            "a [redacted] b [redacted] c https://hooks.slack.com/services/[redacted] d"
+        );
+        assert_eq!(
+            format!("{:?}", Secret::new("xoxp-zzz-yyy")),
+            "Secret([redacted])"
+        );
     }
 }

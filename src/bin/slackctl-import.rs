@@ -534,8 +534,12 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         },
     );
     let st2p = |n: &str| st2.and_then(|a| a.parameters.get(n));
-    let comma_lists: Vec<&str> =
-        m.params.iter().filter(|p| is_comma_list(&p.name, &p.ty)).map(|p| p.name.as_str()).collect();
+    let comma_lists: Vec<&str> = m
+        .params
+        .iter()
+        .filter(|p| is_comma_list(&p.name, &p.ty))
+        .map(|p| p.name.as_str())
+        .collect();
     for p in &m.params {
         let s = st2p(&p.name);
         let ty = st2_type(&p.name, p.kind.as_deref(), &p.ty, s.map(|s| s.ty.as_str()));

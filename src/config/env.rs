@@ -24,12 +24,30 @@ pub const NO_COLOR: &str = "NO_COLOR";
 
 /// The documented variables, for the README and `--help`.
 pub const DOCUMENTED: &[(&str, &str)] = &[
-    (SLACK_TOKEN, "Web API token; beats action_token in the config file"),
-    (SLACK_APP_TOKEN, "Socket Mode app-level token (xapp-); beats sensor.app_token"),
-    (SLACK_WEBHOOK_URL, "incoming webhook URL; beats post_message_action.webhook_url"),
-    (SLACK_SIGNING_SECRET, "Events API signing secret; beats sensor.signing_secret"),
-    (SLACK_API_URL, "Web API base URL (default https://slack.com/api/)"),
-    (SLACKCTL_CONFIG, "config file path (else ~/.config/slackctl/slack.yaml, then /opt/stackstorm/configs/slack.yaml)"),
+    (
+        SLACK_TOKEN,
+        "Web API token; beats action_token in the config file",
+    ),
+    (
+        SLACK_APP_TOKEN,
+        "Socket Mode app-level token (xapp-); beats sensor.app_token",
+    ),
+    (
+        SLACK_WEBHOOK_URL,
+        "incoming webhook URL; beats post_message_action.webhook_url",
+    ),
+    (
+        SLACK_SIGNING_SECRET,
+        "Events API signing secret; beats sensor.signing_secret",
+    ),
+    (
+        SLACK_API_URL,
+        "Web API base URL (default https://slack.com/api/)",
+    ),
+    (
+        SLACKCTL_CONFIG,
+        "config file path (else ~/.config/slackctl/slack.yaml, then /opt/stackstorm/configs/slack.yaml)",
+    ),
 ];
 
 /// A snapshot of the variables above.
@@ -61,11 +79,16 @@ impl Env {
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Env { vars: pairs.into_iter().collect() }
+        Env {
+            vars: pairs.into_iter().collect(),
+        }
     }
 
     /// The value, if set and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }

@@ -200,7 +200,11 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig> {
     }
     let cfg: FileConfig = serde_saphyr::from_str(text).map_err(|e| {
         let msg = e.to_string();
-        let mut err = Error::config(format!("invalid config file {}, {}", path.display(), first_line(&msg)));
+        let mut err = Error::config(format!(
+            "invalid config file {}, {}",
+            path.display(),
+            first_line(&msg)
+        ));
         if let Some(hint) = unknown_key_hint(&msg) {
             err = err.hint(hint);
         }
@@ -220,10 +224,15 @@ fn first_line(s: &str) -> String {
 fn unknown_key_hint(msg: &str) -> Option<String> {
     let start = msg.find("unknown field `")? + "unknown field `".len();
     let key = &msg[start..start + msg[start..].find('`')?];
-    let list = msg[start..].split("expected one of ").nth(1)?.lines().next()?;
+    let list = msg[start..]
+        .split("expected one of ")
+        .nth(1)?
+        .lines()
+        .next()?;
     let expected = list.split(',').map(|k| k.trim().trim_matches('`'));
     let best = crate::catalog::suggest_from(key, expected, 1);
-    best.first().map(|b| format!("did you mean `{b}` instead of `{key}`?"))
+    best.first()
+        .map(|b| format!("did you mean `{b}` instead of `{key}`?"))
 }
 
 /// `{{ st2kv.… }}` values only resolve inside StackStorm; say so instead of sending them.
@@ -269,11 +278,16 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         }
         None => (FileConfig::default(), None),
     };
-    let profile_name = flags.profile.clone().or_else(|| file.default_profile.clone());
+    let profile_name = flags
+        .profile
+        .clone()
+        .or_else(|| file.default_profile.clone());
     let profile = match &profile_name {
         Some(name) => Some(file.profiles.get(name).cloned().ok_or_else(|| {
             let names: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
-            let mut e = Error::config(format!("profile `{name}` is not defined in the config file"));
+            let mut e = Error::config(format!(
+                "profile `{name}` is not defined in the config file"
+            ));
             if names.is_empty() {
                 e = e.hint("define it under `profiles:` in the config file");
             } else {
@@ -311,7 +325,15 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         crate::redact::register(s);
     }
     for pr in file.profiles.values() {
-        for s in [&pr.action_token, &pr.app_token, &pr.webhook_url, &pr.signing_secret].into_iter().flatten() {
+        for s in [
+            &pr.action_token,
+            &pr.app_token,
+            &pr.webhook_url,
+            &pr.signing_secret,
+        ]
+        .into_iter()
+        .flatten()
+        {
             crate::redact::register(s);
         }
     }
@@ -325,15 +347,19 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
     let api_url_explicit = nonempty(api_choice).is_some();
     let mut api_url = nonempty(api_choice).unwrap_or(DEFAULT_API_URL).to_string();
     if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-        return Err(Error::config(format!("API URL `{api_url}` must start with http:// or https://"))
-            .hint("SLACK_API_URL replaces the whole prefix, e.g. https://slack.com/api/"));
+        return Err(Error::config(format!(
+            "API URL `{api_url}` must start with http:// or https://"
+        ))
+        .hint("SLACK_API_URL replaces the whole prefix, e.g. https://slack.com/api/"));
     }
     if !api_url.ends_with('/') {
         api_url.push('/');
     }
     let timeout = flags.timeout.or(file.timeout).unwrap_or(30.0);
     if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(Error::config(format!("timeout must be a positive number of seconds, got {timeout}")));
+        return Err(Error::config(format!(
+            "timeout must be a positive number of seconds, got {timeout}"
+        )));
     }
     Ok(Settings {
         api_url,
@@ -370,12 +396,23 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_line_and_suggestion() {
-        let err = parse("action_token: x\npost_message_action:\n  chanel: '#a'\n", Path::new("/tmp/s.yaml"))
-            .unwrap_err();
+        let err = parse(
+            "action_token: x\npost_message_action:\n  chanel: '#a'\n",
+            Path::new("/tmp/s.yaml"),
+        )
+        .unwrap_err();
         assert!(err.message.contains("/tmp/s.yaml"), "{}", err.message);
         assert!(err.message.contains("chanel"), "{}", err.message);
-        assert!(err.message.contains('3'), "line number missing: {}", err.message);
-        assert!(err.hints.iter().any(|h| h.contains("`channel`")), "{:?}", err.hints);
+        assert!(
+            err.message.contains('3'),
+            "line number missing: {}",
+            err.message
+        );
+        assert!(
+            err.hints.iter().any(|h| h.contains("`channel`")),
+            "{:?}",
+            err.hints
+        );
     }
 
     #[test]
@@ -386,7 +423,11 @@ mod tests {
 
     #[test]
     fn st2kv_reference_is_explained() {
-        let err = parse("action_token: \"{{ st2kv.system.slack_token }}\"\n", Path::new("c.yaml")).unwrap_err();
+        let err = parse(
+            "action_token: \"{{ st2kv.system.slack_token }}\"\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err();
         assert!(err.message.contains("c.yaml:1"), "{}", err.message);
         assert!(err.message.contains("StackStorm"));
     }
@@ -396,22 +437,38 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("slackctl-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("slack.yaml");
-        std::fs::write(&f, "action_token: xoxb-from-file\napi_url: http://file.example/api\n").unwrap();
-        let flags = Flags { config: Some(f.clone()), ..Default::default() };
+        std::fs::write(
+            &f,
+            "action_token: xoxb-from-file\napi_url: http://file.example/api\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
         let s = resolve(&flags, &env(&[])).unwrap();
         assert_eq!(s.token.unwrap().expose(), "xoxb-from-file");
         assert_eq!(s.api_url, "http://file.example/api/");
-        let e = env(&[("SLACK_TOKEN", "xoxb-from-env"), ("SLACK_API_URL", "http://env.example/api/")]);
+        let e = env(&[
+            ("SLACK_TOKEN", "xoxb-from-env"),
+            ("SLACK_API_URL", "http://env.example/api/"),
+        ]);
         let s = resolve(&flags, &e).unwrap();
         assert_eq!(s.token.unwrap().expose(), "xoxb-from-env");
         assert_eq!(s.api_url, "http://env.example/api/");
-        let flags = Flags { api_url: Some("http://flag.example/".into()), ..flags };
+        let flags = Flags {
+            api_url: Some("http://flag.example/".into()),
+            ..flags
+        };
         assert_eq!(resolve(&flags, &e).unwrap().api_url, "http://flag.example/");
     }
 
     #[test]
     fn missing_explicit_file_is_an_error() {
-        let flags = Flags { config: Some("/nonexistent/slack.yaml".into()), ..Default::default() };
+        let flags = Flags {
+            config: Some("/nonexistent/slack.yaml".into()),
+            ..Default::default()
+        };
         assert!(resolve(&flags, &env(&[])).is_err());
     }
 }

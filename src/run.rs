@@ -1,0 +1,171 @@
+//! Running one action: pick the token, encode the call, send it, page through results.
+//! The command-line layer hands in validated parameters; this module returns Slack's JSON
+//! (or streams list items) and leaves printing and exit codes to the caller.
+
+use crate::catalog::{Action, Verb};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::redact::Secret;
+use crate::transport::encode::{encode, verb_for};
+use crate::transport::{Client, ClientOptions, Request, paginate};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Follow `next_cursor` through every page.
+    pub all: bool,
+    /// Resend writes after ambiguous failures (may post twice).
+    pub retry_writes: bool,
+}
+
+/// Builds the client from settings.
+pub fn client(settings: &Settings, verbose: bool) -> Result<Client> {
+    Client::new(ClientOptions {
+        api_url: settings.api_url.clone(),
+        timeout: settings.timeout,
+        retries: settings.retries,
+        verbose,
+        ..ClientOptions::default()
+    })
+}
+
+/// Chooses the token: the `token` parameter, else the configured one; app-level methods use
+/// the app token. A method that needs a token and has none is a config error (exit 2).
+pub fn choose_token(
+    action: &Action,
+    params: &Map<String, Value>,
+    settings: &Settings,
+) -> Result<Option<Secret>> {
+    if let Some(t) = params
+        .get("token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(Secret::new(t)));
+    }
+    if !action.needs_token() {
+        return Ok(None);
+    }
+    let app_only = action.tokens == ["app"];
+    let chosen = if app_only {
+        settings.app_token.clone()
+    } else {
+        settings.token.clone()
+    };
+    if let Some(t) = chosen {
+        return Ok(Some(t));
+    }
+    let kinds = if action.tokens.is_empty() {
+        "Slack".to_string()
+    } else {
+        action.tokens.join(" or ")
+    };
+    let mut e = Error::config(format!(
+        "{} needs a {kinds} token and none is configured",
+        action.name
+    ));
+    e = if app_only {
+        e.hint("set SLACK_APP_TOKEN (an xapp- token with connections:write) or sensor.app_token in the config")
+    } else {
+        e.hint(
+            "set SLACK_TOKEN, put action_token in the config file, or pass token=… for this call",
+        )
+    };
+    if action.tokens.contains(&"user") && !action.tokens.contains(&"bot") {
+        e = e.hint("this method needs a user token (xoxp-), not a bot token");
+    }
+    Err(e)
+}
+
+/// Whether a failed attempt of this method may be resent safely.
+pub fn idempotent(action: &Action, verb: Verb, opts: &RunOptions) -> bool {
+    opts.retry_writes
+        || verb == Verb::Get
+        || action.http_verb == Verb::Get
+        || matches!(action.method, "api.test" | "auth.test")
+}
+
+/// Calls a generic Web API action once (or through every page with `all`), giving each page
+/// to `on_page` as it arrives. Returns the merged answer unless `on_page` consumed the items.
+pub async fn call_method(
+    client: &Client,
+    action: &Action,
+    mut params: Map<String, Value>,
+    settings: &Settings,
+    opts: RunOptions,
+    mut on_page: Option<&mut dyn FnMut(&Value, &[String]) -> bool>,
+) -> Result<Value> {
+    let method = action.end_point().unwrap_or(action.name);
+    warn_if_retired(action);
+    let token = choose_token(action, &params, settings)?;
+    let verb = verb_for(action, &params);
+    let idem = idempotent(action, verb, &opts);
+    if opts.all && !action.is_cursor_paginated() {
+        return Err(Error::usage(format!(
+            "{} does not page with cursors; drop --all",
+            action.name
+        )));
+    }
+    if opts.all && !params.contains_key("limit") && action.param("limit").is_some() {
+        params.insert("limit".into(), Value::from(paginate::DEFAULT_PAGE_SIZE));
+    }
+    let mut merged: Option<Map<String, Value>> = None;
+    let mut seen_cursors: Vec<String> = Vec::new();
+    loop {
+        let body = encode(action, &params, verb);
+        let resp = client
+            .call(&Request {
+                method,
+                body,
+                token: token.as_ref(),
+                idempotent: idem,
+            })
+            .await?;
+        let next = if opts.all {
+            paginate::next_cursor(&resp.body)
+        } else {
+            None
+        };
+        let keys = paginate::list_keys(&resp.body);
+        if let Some(cb) = on_page.as_deref_mut() {
+            if !cb(&resp.body, &keys) {
+                return Ok(Value::Null); // the consumer stopped (e.g. stdout closed)
+            }
+        } else {
+            match merged.as_mut() {
+                None => merged = resp.body.as_object().cloned(),
+                Some(m) => paginate::merge_into(m, resp.body),
+            }
+        }
+        let Some(cursor) = next else { break };
+        if seen_cursors.contains(&cursor) {
+            return Err(Error::failed(format!(
+                "{method}: Slack repeated cursor {cursor}; stopping to avoid a loop"
+            )));
+        }
+        seen_cursors.push(cursor.clone());
+        params.insert("cursor".into(), Value::String(cursor));
+    }
+    Ok(match merged {
+        Some(mut m) => {
+            if opts.all {
+                if let Some(Value::Object(meta)) = m.get_mut("response_metadata") {
+                    meta.insert("next_cursor".into(), Value::String(String::new()));
+                }
+            }
+            Value::Object(m)
+        }
+        None => Value::Null,
+    })
+}
+
+/// Tells the user, once per call, that a method is retired or deprecated and what replaces it.
+pub fn warn_if_retired(action: &Action) {
+    if action.is_retired_or_deprecated() {
+        let mut msg = format!("{} is {} by Slack", action.name, action.status.as_str());
+        if let Some(r) = action.replacement {
+            msg.push_str(&format!("; use {r}"));
+        }
+        crate::log::warn(&msg);
+    }
+}

@@ -1,0 +1,167 @@
+//! Turns validated parameters into the body Slack expects for a method:
+//!
+//! * GET: a query string; POST: a JSON body (`application/json; charset=utf-8`) only when the
+//!   method accepts one, else a form (`application/x-www-form-urlencoded`, no charset: Slack
+//!   warns `superfluous_charset` otherwise).
+//! * In forms and queries: booleans are `true`/`false`, numbers their decimal text, lists of
+//!   IDs comma-joined without spaces, structured values (blocks, attachments, view…) JSON text.
+//! * In JSON bodies values stay native, except lists Slack takes as one comma string.
+//! * Unset parameters are absent; st2's bookkeeping parameters (`end_point`, `http_method`,
+//!   `token`) are never sent; the token travels only in the `Authorization` header.
+
+use crate::catalog::{Action, Verb};
+use serde_json::{Map, Value};
+
+/// Parameters that steer slackctl itself and are never sent to Slack.
+pub const LOCAL_PARAMS: &[&str] = &["end_point", "http_method", "token"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// GET: arguments in the query string.
+    Query(Vec<(String, String)>),
+    /// POST `application/x-www-form-urlencoded`.
+    Form(Vec<(String, String)>),
+    /// POST `application/json; charset=utf-8`.
+    Json(Map<String, Value>),
+}
+
+impl Body {
+    /// Size of the encoded body, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Body::Query(p) => format!("query, {} argument(s)", p.len()),
+            Body::Form(p) => format!("form, {} argument(s)", p.len()),
+            Body::Json(m) => format!("json, {} argument(s)", m.len()),
+        }
+    }
+}
+
+/// The verb to use: the `http_method` parameter when given, else Slack's preferred one.
+pub fn verb_for(action: &Action, params: &Map<String, Value>) -> Verb {
+    match params.get("http_method").and_then(Value::as_str) {
+        Some(v) if v.eq_ignore_ascii_case("GET") => Verb::Get,
+        Some(v) if v.eq_ignore_ascii_case("POST") => Verb::Post,
+        _ => action.http_verb,
+    }
+}
+
+fn comma_lists(action: &Action) -> Vec<&'static str> {
+    action
+        .tag("comma_lists")
+        .map(|s| s.split(',').collect())
+        .unwrap_or_default()
+}
+
+/// Encodes the parameters of a Web API call.
+pub fn encode(action: &Action, params: &Map<String, Value>, verb: Verb) -> Body {
+    let lists = comma_lists(action);
+    let sendable = params
+        .iter()
+        .filter(|(k, _)| !LOCAL_PARAMS.contains(&k.as_str()));
+    if verb == Verb::Post && action.json_body {
+        let mut m = Map::new();
+        for (k, v) in sendable {
+            let v = match v {
+                Value::Array(items) if lists.contains(&k.as_str()) => {
+                    Value::String(join_scalars(items))
+                }
+                other => other.clone(),
+            };
+            m.insert(k.clone(), v);
+        }
+        return Body::Json(m);
+    }
+    let pairs: Vec<(String, String)> = sendable.map(|(k, v)| (k.clone(), form_value(v))).collect();
+    match verb {
+        Verb::Get => Body::Query(pairs),
+        Verb::Post => Body::Form(pairs),
+    }
+}
+
+/// Encodes one value as a form/query field.
+pub fn form_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Null => String::new(),
+        Value::Array(items) if items.iter().all(is_scalar) => join_scalars(items),
+        other => other.to_string(),
+    }
+}
+
+fn is_scalar(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
+fn join_scalars(items: &[Value]) -> String {
+    items
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.trim().to_string(),
+            other => form_value(other),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::find;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn json_for_json_methods_without_local_params() {
+        let a = find("chat.postMessage").unwrap();
+        let p = obj(
+            json!({"channel": "C1", "text": "hi", "unfurl_links": true, "token": "xoxb-x",
+            "end_point": "chat.postMessage", "http_method": "POST", "blocks": [{"type": "divider"}]}),
+        );
+        let Body::Json(m) = encode(a, &p, verb_for(a, &p)) else {
+            panic!()
+        };
+        assert_eq!(
+            Value::Object(m),
+            json!({"channel": "C1", "text": "hi", "unfurl_links": true, "blocks": [{"type": "divider"}]})
+        );
+    }
+
+    #[test]
+    fn forms_encode_booleans_lists_and_structures_as_slack_expects() {
+        let a = find("users.admin.invite").unwrap();
+        let p = obj(json!({"email": "a@b.c", "channels": ["C1", " C2"], "set_active": false}));
+        assert_eq!(
+            encode(a, &p, Verb::Post),
+            Body::Form(vec![
+                ("email".into(), "a@b.c".into()),
+                ("channels".into(), "C1,C2".into()),
+                ("set_active".into(), "false".into())
+            ])
+        );
+        assert_eq!(form_value(&json!([{"a": 1}])), r#"[{"a":1}]"#);
+        assert_eq!(form_value(&json!({"k": "v"})), r#"{"k":"v"}"#);
+    }
+
+    #[test]
+    fn comma_lists_stay_strings_in_json_and_get_uses_query() {
+        let a = find("conversations.invite").unwrap();
+        let p = obj(json!({"channel": "C1", "users": ["U1", "U2"]}));
+        if let Body::Json(m) = encode(a, &p, Verb::Post) {
+            assert_eq!(m["users"], "U1,U2");
+        }
+        let a = find("conversations.list").unwrap();
+        let p = obj(json!({"types": ["public_channel", "private_channel"], "limit": 5}));
+        assert_eq!(
+            encode(a, &p, verb_for(a, &p)),
+            Body::Query(vec![
+                ("types".into(), "public_channel,private_channel".into()),
+                ("limit".into(), "5".into())
+            ])
+        );
+    }
+}
