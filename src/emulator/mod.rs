@@ -47,6 +47,8 @@ mod state;
 mod web_api;
 mod webhook;
 
+#[cfg(test)]
+mod tests;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
