@@ -2,6 +2,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod emulator;
 pub mod error;
 pub mod exit;
 pub mod log;
