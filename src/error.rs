@@ -20,7 +20,7 @@ pub struct Error {
     pub message: String,
     pub hints: Vec<String>,
     /// Slack's whole answer when it said `ok: false`, so `--output st2` can still return it.
-    pub response: Option<Value>,
+    pub response: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for Error {
@@ -54,7 +54,7 @@ impl Error {
         self
     }
     pub fn with_response(mut self, response: Value) -> Self {
-        self.response = Some(response);
+        self.response = Some(Box::new(response));
         self
     }
 }

@@ -1,4 +1,5 @@
 //! slackctl: a StackStorm-compatible Slack action runner. See docs/architecture.md.
+pub mod actions;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -58,11 +58,12 @@ pub fn parse_json_params(text: &str, action: &Action) -> Result<Map<String, Valu
             "--parameters must be a JSON object of parameter names to values",
         ));
     };
-    if obj.len() == 1 && action.param("parameters").is_none() {
-        if let Some(Value::Object(inner)) = obj.get("parameters") {
-            let inner = inner.clone();
-            obj = inner;
-        }
+    if obj.len() == 1
+        && action.param("parameters").is_none()
+        && let Some(Value::Object(inner)) = obj.get("parameters")
+    {
+        let inner = inner.clone();
+        obj = inner;
     }
     Ok(obj)
 }
@@ -154,25 +155,24 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
 
     // Real st2 defaults (never Slack's documentation defaults, which are not in the table).
     for p in action.params {
-        if !out.contains_key(p.name) {
-            if let Some(d) = p.default {
-                if let Ok(v) = serde_json::from_str::<Value>(d) {
-                    out.insert(p.name.to_string(), v);
-                }
-            }
+        if !out.contains_key(p.name)
+            && let Some(d) = p.default
+            && let Ok(v) = serde_json::from_str::<Value>(d)
+        {
+            out.insert(p.name.to_string(), v);
         }
     }
 
     // Enumerations.
     for p in action.params.iter().filter(|p| !p.enum_values.is_empty()) {
-        if let Some(Value::String(s)) = out.get(p.name) {
-            if !p.enum_values.contains(&s.as_str()) {
-                problems.push(Error::usage(format!(
-                    "invalid value `{s}` for {}: expected one of {}",
-                    p.name,
-                    p.enum_values.join(", ")
-                )));
-            }
+        if let Some(Value::String(s)) = out.get(p.name)
+            && !p.enum_values.contains(&s.as_str())
+        {
+            problems.push(Error::usage(format!(
+                "invalid value `{s}` for {}: expected one of {}",
+                p.name,
+                p.enum_values.join(", ")
+            )));
         }
     }
 

@@ -10,6 +10,9 @@ use crate::transport::encode::{encode, verb_for};
 use crate::transport::{Client, ClientOptions, Request, paginate};
 use serde_json::{Map, Value};
 
+/// Receives each page and the names of its list fields; returns false to stop early.
+pub type PageSink<'a> = &'a mut dyn FnMut(&Value, &[String]) -> bool;
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
     /// Follow `next_cursor` through every page.
@@ -93,7 +96,7 @@ pub async fn call_method(
     mut params: Map<String, Value>,
     settings: &Settings,
     opts: RunOptions,
-    mut on_page: Option<&mut dyn FnMut(&Value, &[String]) -> bool>,
+    mut on_page: Option<PageSink<'_>>,
 ) -> Result<Value> {
     let method = action.end_point().unwrap_or(action.name);
     warn_if_retired(action);
@@ -148,10 +151,10 @@ pub async fn call_method(
     }
     Ok(match merged {
         Some(mut m) => {
-            if opts.all {
-                if let Some(Value::Object(meta)) = m.get_mut("response_metadata") {
-                    meta.insert("next_cursor".into(), Value::String(String::new()));
-                }
+            if opts.all
+                && let Some(Value::Object(meta)) = m.get_mut("response_metadata")
+            {
+                meta.insert("next_cursor".into(), Value::String(String::new()));
             }
             Value::Object(m)
         }

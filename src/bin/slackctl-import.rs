@@ -678,10 +678,10 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
             format!("https://api.slack.com/methods/{}", m.name),
         ),
     ];
-    if status != "current" {
-        if let Some(r) = replacement(&m.name) {
-            tags.push((tag::REPLACEMENT, r));
-        }
+    if status != "current"
+        && let Some(r) = replacement(&m.name)
+    {
+        tags.push((tag::REPLACEMENT, r));
     }
     if let Some(n) = note {
         tags.push((tag::NOTE, n));

@@ -1,13 +1,151 @@
-//! `slackctl emulator` and `slackctl demo` (filled in when the emulator lands).
-use crate::error::Result;
+//! `slackctl emulator` (a fake Slack workspace on loopback) and `slackctl demo` (the
+//! emulator in-process, driven through the real client).
+
+use crate::catalog;
+use crate::config::Settings;
+use crate::emulator::{self, Options};
+use crate::error::{Error, Result};
+use crate::output::Out;
+use crate::params::{self, ValidateOpts};
+use crate::run::{RunOptions, call_method};
+use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
-pub struct EmulatorArgs {}
-
-pub fn run(_args: EmulatorArgs) -> Result<u8> {
-    Ok(0)
+pub struct EmulatorArgs {
+    /// Address to listen on (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: std::net::SocketAddr,
+    /// Number of seeded users
+    #[arg(long, default_value_t = 25)]
+    pub users: usize,
+    /// Page size for list methods when a request gives no limit
+    #[arg(long, default_value_t = 10)]
+    pub page_size: usize,
 }
 
+/// Runs until SIGINT/SIGTERM. The first stdout line is a JSON object with the URLs and tokens
+/// (tests and scripts read it); a human summary goes to stderr.
+pub fn run(args: EmulatorArgs) -> Result<u8> {
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let opts = Options { listen: args.listen, users: args.users, page_size: args.page_size };
+        let running = emulator::start(opts)
+            .await
+            .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", args.listen)).hint("pick another port with --listen 127.0.0.1:PORT (0 = any free port)"))?;
+        let mut out = Out::new();
+        out.write_str(&format!("{}\n", running.ready_line()));
+        out.flush();
+        eprintln!(
+            "slackctl emulator: fake Slack workspace at {}\n  export SLACK_API_URL={}\n  export SLACK_TOKEN={}\n  webhook: {}\nCtrl-C stops it.",
+            running.base_url(),
+            running.api_url(),
+            emulator::tokens::BOT,
+            running.webhook_url()
+        );
+        wait_for_shutdown().await;
+        running.shutdown().await;
+        Ok(crate::exit::SUCCESS)
+    })
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Starts the emulator in-process and runs a short tour through the real client.
 pub fn demo() -> Result<u8> {
-    Ok(0)
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let running = emulator::start(Options::default())
+            .await
+            .map_err(|e| Error::failed(format!("cannot start the emulator: {e}")))?;
+        let settings = Settings::for_api(&running.api_url(), emulator::tokens::BOT);
+        let client = crate::run::client(&settings, false)?;
+        let mut out = Out::new();
+        out.write_str(&format!(
+            "slackctl demo: a fake Slack workspace is running at {}\nEach step is a real HTTP call through slackctl's client.\n",
+            running.base_url()
+        ));
+        let step = |title: &str, cmd: &str| format!("\n== {title}\n$ slackctl run {cmd}\n");
+
+        out.write_str(&step("Who am I?", "auth.test"));
+        let who = demo_call(&client, &settings, "auth.test", &[], false).await?;
+        out.write_str(&format!("team {} as user {}\n", who["team"], who["user"]));
+
+        out.write_str(&step("Every channel, following cursors", "conversations.list --all"));
+        let list = demo_call(&client, &settings, "conversations.list", &[], true).await?;
+        let chans = list["channels"].as_array().cloned().unwrap_or_default();
+        let names: Vec<String> = chans.iter().filter_map(|c| c["name"].as_str()).map(|n| format!("#{n}")).collect();
+        out.write_str(&format!("{} channels: {}\n", chans.len(), names.join(" ")));
+        let general = chans
+            .iter()
+            .find(|c| c["name"] == "general")
+            .and_then(|c| c["id"].as_str())
+            .unwrap_or("C0000001")
+            .to_string();
+
+        let ch = format!("channel={general}");
+        out.write_str(&step("Post a message", &format!("chat.postMessage {ch} text='Hello from slackctl'")));
+        let posted =
+            demo_call(&client, &settings, "chat.postMessage", &[&ch, "text=Hello from slackctl"], false).await?;
+        out.write_str(&format!("posted, ts {}\n", posted["ts"]));
+
+        out.write_str(&step("Read it back", &format!("conversations.history {ch} limit=1")));
+        let hist = demo_call(&client, &settings, "conversations.history", &[&ch, "limit=1"], false).await?;
+        out.write_str(&format!(
+            "latest message: {} (ts {})\n",
+            hist["messages"][0]["text"], hist["messages"][0]["ts"]
+        ));
+
+        out.write_str(&step("Bad input is caught before anything is sent", "chat.postMessage text=oops"));
+        let action = catalog::find("chat.postMessage").expect("catalogued");
+        let raw = params::parse_cli(&["text=oops".to_string()])?;
+        match params::validate(action, raw, ValidateOpts::default()) {
+            Err(e) => out.write_str(&format!("exit 2: {}\n", e.message)),
+            Ok(_) => out.write_str("unexpectedly valid\n"),
+        }
+
+        out.write_str(&format!(
+            "\nTry it yourself:\n  slackctl emulator --listen 127.0.0.1:8089 &\n  export SLACK_API_URL=http://127.0.0.1:8089/api/ SLACK_TOKEN={}\n  slackctl run chat.postMessage channel={general} text=hi\n",
+            emulator::tokens::BOT
+        ));
+        out.flush();
+        running.shutdown().await;
+        Ok(crate::exit::SUCCESS)
+    })
+}
+
+async fn demo_call(
+    client: &crate::transport::Client,
+    settings: &Settings,
+    name: &str,
+    args: &[&str],
+    all: bool,
+) -> Result<Value> {
+    let action = catalog::find(name).expect("catalogued action");
+    let raw = params::parse_cli(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let values = params::validate(action, raw, ValidateOpts::default())?;
+    call_method(
+        client,
+        action,
+        values,
+        settings,
+        RunOptions {
+            all,
+            retry_writes: false,
+        },
+        None,
+    )
+    .await
 }

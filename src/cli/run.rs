@@ -94,14 +94,6 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
     let settings = crate::config::resolve(flags, env)?;
     let format = if args.json { Format::Json } else { args.output };
 
-    if !action.is_generic() {
-        return Err(Error::usage(format!(
-            "{} is a hand-written action that this build of slackctl does not run yet",
-            action.name
-        ))
-        .hint("call the underlying Web API methods with `slackctl run <method>` meanwhile"));
-    }
-
     let client = crate::run::client(&settings, verbose)?;
     let opts = RunOptions {
         all: args.all,
@@ -109,7 +101,31 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
     };
     let rt = super::runtime()?;
     let mut out = Out::new();
-    let result = if args.all && format == Format::Jsonl {
+    let stream = format == Format::Jsonl;
+    let result = if !action.is_generic() {
+        if args.all {
+            return Err(Error::usage(format!(
+                "--all applies to Web API list methods, not {}",
+                action.name
+            )));
+        }
+        let mut emit = |item: &serde_json::Value| {
+            out.write_str(&serde_json::to_string(item).unwrap_or_default());
+            out.write_str("\n");
+            !out.is_broken()
+        };
+        let sink: crate::actions::Sink = if stream { Some(&mut emit) } else { None };
+        rt.block_on(crate::actions::run(
+            &client, action, values, &settings, opts, sink,
+        ))
+        .map(|v| {
+            if stream && v.as_array().is_some_and(|a| a.is_empty()) {
+                serde_json::Value::Null
+            } else {
+                v
+            }
+        })
+    } else if args.all && stream {
         // Stream list items as pages arrive: memory stays flat however large the workspace.
         let mut emit = |page: &serde_json::Value, keys: &[String]| {
             let mut buf = String::new();
@@ -148,7 +164,8 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             if format == Format::St2 {
                 let result = e
                     .response
-                    .clone()
+                    .as_deref()
+                    .cloned()
                     .unwrap_or_else(|| serde_json::json!({"error": e.message}));
                 out.write_str(&st2_frame(&result, Some(false)));
             }

@@ -35,6 +35,7 @@ pub struct PostMessageAction {
 /// `sensor`: st2's keys plus ours.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct SensorConfig {
     /// RTM token (st2); also used for enrichment when no action token is set.
     #[serde(default)]
@@ -49,20 +50,6 @@ pub struct SensorConfig {
     pub mode: Option<String>,
     /// Events API signing secret. slackctl addition.
     pub signing_secret: Option<String>,
-}
-
-impl Default for SensorConfig {
-    // st2 fills these schema defaults even when the whole object is absent.
-    fn default() -> Self {
-        SensorConfig {
-            token: String::new(),
-            strip_formatting: false,
-            allow_bot_messages: false,
-            app_token: None,
-            mode: None,
-            signing_secret: None,
-        }
-    }
 }
 
 /// `admin`: settings of the legacy `users.admin.invite` action.
@@ -200,10 +187,12 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig> {
     }
     let cfg: FileConfig = serde_saphyr::from_str(text).map_err(|e| {
         let msg = e.to_string();
+        let first = first_line(&msg);
+        let key = line_number(&first).and_then(|n| key_at(text, n));
+        let at_key = key.map(|k| format!(" (key `{k}`)")).unwrap_or_default();
         let mut err = Error::config(format!(
-            "invalid config file {}, {}",
-            path.display(),
-            first_line(&msg)
+            "invalid config file {}, {first}{at_key}",
+            path.display()
         ));
         if let Some(hint) = unknown_key_hint(&msg) {
             err = err.hint(hint);
@@ -218,6 +207,39 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig> {
 fn first_line(s: &str) -> String {
     let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s);
     line.trim().trim_start_matches("error: ").to_string()
+}
+
+/// The line number in the parser's "line L column C" prefix.
+fn line_number(msg: &str) -> Option<usize> {
+    msg.strip_prefix("line ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The dotted key path of the mapping entry on 1-based line `n` (parents found by indentation).
+fn key_at(text: &str, n: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let entry = |l: &str| -> Option<(usize, String)> {
+        let indent = l.len() - l.trim_start().len();
+        let body = l.trim_start().trim_start_matches("- ");
+        let (k, _) = body.split_once(':')?;
+        let k = k.trim().trim_matches(['"', '\'']);
+        (!k.is_empty() && !k.starts_with('#')).then(|| (indent, k.to_string()))
+    };
+    let (mut indent, key) = entry(lines.get(n.checked_sub(1)?)?)?;
+    let mut path = vec![key];
+    for l in lines[..n - 1].iter().rev() {
+        if let Some((i, k)) = entry(l)
+            && i < indent
+        {
+            path.push(k);
+            indent = i;
+        }
+    }
+    path.reverse();
+    Some(path.join("."))
 }
 
 /// Turns serde's "unknown field `x`, expected one of …" into a "did you mean" hint.
@@ -241,17 +263,19 @@ fn check_st2kv(text: &str, path: &Path) -> Result<()> {
         if line.trim_start().starts_with('#') {
             continue;
         }
-        if let Some(pos) = line.find("st2kv.") {
-            if line[..pos].contains("{{") {
-                let key = line.split(':').next().unwrap_or("").trim();
-                return Err(Error::config(format!(
-                    "{}:{}: `{key}` uses a StackStorm datastore reference ({{{{ st2kv.… }}}}), which \
+        if let Some(pos) = line.find("st2kv.")
+            && line[..pos].contains("{{")
+        {
+            let key = line.split(':').next().unwrap_or("").trim();
+            return Err(Error::config(format!(
+                "{}:{}: `{key}` uses a StackStorm datastore reference ({{{{ st2kv.… }}}}), which \
                      only resolves inside StackStorm",
-                    path.display(),
-                    i + 1
-                ))
-                .hint("outside st2, put the value in the file or use the environment (e.g. SLACK_TOKEN)"));
-            }
+                path.display(),
+                i + 1
+            ))
+            .hint(
+                "outside st2, put the value in the file or use the environment (e.g. SLACK_TOKEN)",
+            ));
         }
     }
     Ok(())
@@ -373,6 +397,24 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         file,
         source,
     })
+}
+
+impl Settings {
+    /// Settings for one base URL and token with everything else at its default (the demo).
+    pub fn for_api(api_url: &str, token: &str) -> Settings {
+        Settings {
+            api_url: api_url.to_string(),
+            token: Some(Secret::new(token)),
+            app_token: None,
+            webhook_url: None,
+            signing_secret: None,
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            api_url_explicit: true,
+            file: FileConfig::default(),
+            source: None,
+        }
+    }
 }
 
 #[cfg(test)]

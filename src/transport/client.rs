@@ -298,10 +298,10 @@ pub fn warn_slack_warnings(method: &str, body: &Value) {
                 .into_iter()
                 .flatten()
             {
-                if let Some(s) = w.as_str() {
-                    if !seen.iter().any(|x| x == s) {
-                        seen.push(s.to_string());
-                    }
+                if let Some(s) = w.as_str()
+                    && !seen.iter().any(|x| x == s)
+                {
+                    seen.push(s.to_string());
                 }
             }
         }

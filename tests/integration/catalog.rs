@@ -1,0 +1,213 @@
+//! `action list`, `action get`, `run --help`, the importer check, completions and man page.
+
+use crate::support::*;
+use serde_json::Value;
+
+fn st2_names() -> Option<Value> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/st2-actions.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap())
+}
+
+#[test]
+fn list_is_sorted_like_st2_and_plain_when_piped() {
+    let out = slackctl(&["action", "list"]);
+    out.assert_code(0);
+    let refs: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert!(refs.len() >= 395, "{}", refs.len());
+    let mut sorted = refs.clone();
+    sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(refs, sorted, "byte order, as st2's API sorts");
+    let pos = |r: &str| {
+        refs.iter()
+            .position(|x| *x == r)
+            .unwrap_or_else(|| panic!("{r} missing"))
+    };
+    assert!(pos("slack.pins.remove") < pos("slack.post_attachment"));
+    assert!(pos("slack.post_message") < pos("slack.reactions.add"));
+    assert!(pos("slack.users.setPresence") < pos("slack.users_filter_by"));
+    assert!(pos("slack.users_filter_by") < pos("slack.views.open"));
+    for line in out.stdout.lines().take(5) {
+        assert_eq!(line.split('\t').nth(1), Some("slack"));
+    }
+    let retired = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("slack.channels.history\t"))
+        .unwrap();
+    assert!(retired.contains("[retired]"), "{retired}");
+}
+
+#[test]
+fn list_filter_json_and_yaml() {
+    let out = slackctl(&["action", "list", "chat.post"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    let out = slackctl(&["action", "list", "--json"]);
+    let all = out.json();
+    assert!(all.as_array().unwrap().len() >= 395);
+    assert_eq!(all[0]["ref"], "slack.admin.analytics.getFile");
+    let y = slackctl(&["action", "list", "reactions.add", "--yaml"]);
+    y.assert_code(0);
+    assert!(
+        y.stdout.contains("ref: slack.reactions.add"),
+        "{}",
+        y.stdout
+    );
+    slackctl(&["action", "list", "-p", "core"]).assert_code(2);
+}
+
+#[test]
+fn every_st2_action_is_listed_with_its_parameters() {
+    let Some(st2) = st2_names() else {
+        eprintln!("skipped: ../shared/data/st2-actions.json not present");
+        return;
+    };
+    let out = slackctl(&["action", "list", "--json"]);
+    let all = out.json();
+    let by_name: std::collections::HashMap<&str, &Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a))
+        .collect();
+    for (name, act) in st2.as_object().unwrap() {
+        let ours = by_name
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} missing"));
+        for (pname, p) in act["parameters"].as_object().unwrap() {
+            let op = &ours["parameters"][pname];
+            assert!(op.is_object(), "{name}.{pname} missing");
+            if p["required"] == true && op["default"].is_null() {
+                assert_eq!(op["required"], true, "{name}.{pname} must stay required");
+            }
+            if p["immutable"] == true {
+                assert_eq!(op["immutable"], true, "{name}.{pname}");
+                assert_eq!(op["default"], p["default"], "{name}.{pname}");
+            }
+        }
+    }
+}
+
+#[test]
+fn get_shows_property_value_and_json_parameters() {
+    let out = slackctl(&["action", "get", "slack.chat.postMessage"]);
+    out.assert_code(0);
+    snapshot("action_get_chat.postMessage.txt", &out.stdout);
+    let j = slackctl(&["action", "get", "chat.postMessage", "--json"]).json();
+    assert_eq!(j["uid"], "action:slack:chat.postMessage");
+    assert_eq!(j["ref"], "slack.chat.postMessage");
+    assert_eq!(j["parameters"]["end_point"]["immutable"], true);
+    assert_eq!(j["parameters"]["end_point"]["default"], "chat.postMessage");
+    assert_eq!(j["parameters"]["channel"]["required"], true);
+    assert_eq!(j["parameters"]["thread_ts"]["type"], "string");
+    assert_eq!(j["parameters"]["blocks"]["type"], "array");
+    assert_eq!(j["parameters"]["token"]["secret"], true);
+    assert!(
+        j["parameters"]["mrkdwn"]["default"].is_null(),
+        "documentation defaults are never real defaults"
+    );
+    assert_eq!(
+        j["slackctl"]["docs"],
+        "https://api.slack.com/methods/chat.postMessage"
+    );
+    assert_eq!(j["slackctl"]["json_body"], true);
+    assert_eq!(j["slackctl"]["scopes"]["bot"][0], "chat:write");
+}
+
+#[test]
+fn list_snapshot_of_a_family() {
+    let out = slackctl(&["action", "list", "reactions."]);
+    out.assert_code(0);
+    snapshot("action_list_reactions.txt", &out.stdout);
+}
+
+#[test]
+fn retired_actions_are_marked_with_their_replacement() {
+    let j = slackctl(&["action", "get", "channels.history", "--json"]).json();
+    assert_eq!(j["slackctl"]["status"], "retired");
+    assert_eq!(j["slackctl"]["replacement"], "conversations.history");
+    let text = slackctl(&["action", "get", "users.admin.invite"]).stdout;
+    assert!(
+        text.contains("undocumented") && text.contains("admin.users.invite"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_action_exits_2_with_suggestions() {
+    let out = slackctl(&["action", "get", "chat.postMesage"]);
+    out.assert_code(2).assert_no_panic();
+    assert!(out.stderr.contains("chat.postMessage"), "{}", out.stderr);
+    let out = slackctl(&["run", "slack.chat.postMesage", "channel=C1"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("did you mean"), "{}", out.stderr);
+}
+
+#[test]
+fn run_help_lists_required_and_optional_parameters() {
+    let out = slackctl(&["run", "chat.postMessage", "--help"]);
+    out.assert_code(0);
+    let req = out
+        .stdout
+        .find("Required Parameters:")
+        .expect("required section");
+    let opt = out
+        .stdout
+        .find("Optional Parameters:")
+        .expect("optional section");
+    assert!(req < opt);
+    assert!(out.stdout[req..opt].contains("    channel\n"));
+    assert!(out.stdout[opt..].contains("    thread_ts\n"));
+    assert!(
+        !out.stdout.contains("end_point"),
+        "immutable parameters are hidden"
+    );
+    snapshot(
+        "run_help_reactions.add.txt",
+        &slackctl(&["run", "reactions.add", "-h"]).stdout,
+    );
+}
+
+#[test]
+fn completions_and_man_page() {
+    let out = slackctl(&["completions", "bash"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("slackctl"));
+    let man = slackctl(&["man"]);
+    man.assert_code(0);
+    assert!(
+        man.stdout.contains(".TH slackctl"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+}
+
+#[test]
+fn importer_check_passes_on_the_committed_catalog() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.join("slack-methods.json").exists() {
+        eprintln!("skipped: ../shared/data not present");
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slackctl-import"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--check", "--methods"])
+        .arg(data.join("slack-methods.json"))
+        .arg("--st2")
+        .arg(data.join("st2-actions.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
