@@ -5,4 +5,5 @@ mod support;
 
 mod catalog;
 mod config;
+mod pack;
 mod run;
