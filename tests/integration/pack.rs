@@ -69,13 +69,14 @@ fn pack_metadata_is_consistent() {
     let schema = std::fs::read_to_string(root.join("config.schema.yaml")).unwrap();
     let example = std::fs::read_to_string(root.join("slack.yaml.example")).unwrap();
     for line in example.lines() {
-        if let Some((key, _)) = line.split_once(':') {
-            if !key.starts_with([' ', '#']) && !key.is_empty() {
-                assert!(
-                    schema.contains(&format!("\n{key}:")),
-                    "config.schema.yaml lacks {key}"
-                );
-            }
+        if let Some((key, _)) = line.split_once(':')
+            && !key.starts_with([' ', '#'])
+            && !key.is_empty()
+        {
+            assert!(
+                schema.contains(&format!("\n{key}:")),
+                "config.schema.yaml lacks {key}"
+            );
         }
     }
 }
