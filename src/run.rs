@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::redact::Secret;
 use crate::transport::encode::{encode, verb_for};
+use crate::transport::pace::{Pacer, Slot, fingerprint};
 use crate::transport::{Client, ClientOptions, Request, paginate};
 use serde_json::{Map, Value};
 
@@ -28,8 +29,38 @@ pub fn client(settings: &Settings, verbose: bool) -> Result<Client> {
         timeout: settings.timeout,
         retries: settings.retries,
         verbose,
+        pacer: settings
+            .pace_state
+            .clone()
+            .map(|p| Pacer::new(p, settings.max_wait)),
         ..ClientOptions::default()
     })
+}
+
+/// The rate-limit slot of one call: per workspace (base URL + token fingerprint) and method,
+/// and per channel for `chat.postMessage`.
+pub fn pace_slot(
+    action: &Action,
+    method: &str,
+    params: &Map<String, Value>,
+    settings: &Settings,
+    token: Option<&Secret>,
+) -> Slot {
+    let who = fingerprint(&[&settings.api_url, token.map(Secret::expose).unwrap_or("")]);
+    let mut key = format!("{who}|{method}");
+    let mut label = method.to_string();
+    if method == "chat.postMessage" {
+        if let Some(ch) = params.get("channel").and_then(Value::as_str) {
+            key.push('|');
+            key.push_str(ch);
+            label = format!("{method} to {ch}");
+        }
+    }
+    Slot {
+        key,
+        limit: settings.limits.for_call(action, method),
+        label,
+    }
 }
 
 /// Chooses the token: the `token` parameter, else the configured one; app-level methods use
@@ -116,12 +147,14 @@ pub async fn call_method(
     let mut seen_cursors: Vec<String> = Vec::new();
     loop {
         let body = encode(action, &params, verb);
+        let pace = Some(pace_slot(action, method, &params, settings, token.as_ref()));
         let resp = client
             .call(&Request {
                 method,
                 body,
                 token: token.as_ref(),
                 idempotent: idem,
+                pace,
             })
             .await?;
         let next = if opts.all {

@@ -81,8 +81,19 @@ pub async fn post(
         ));
     }
     let payload = serde_json::to_vec(&body).unwrap_or_default();
+    let slot = crate::transport::pace::Slot {
+        key: format!(
+            "webhook|{}",
+            crate::transport::pace::fingerprint(&[url.expose()])
+        ),
+        limit: settings.limits.for_webhook(),
+        label: "incoming webhook".into(),
+    };
     let mut attempt = 0;
     loop {
+        if let Some(p) = &client.options().pacer {
+            p.wait(&slot).await?;
+        }
         let resp = client
             .http()
             .post(url.expose())
@@ -121,6 +132,9 @@ pub async fn post(
         if retriable && attempt < client.options().retries {
             attempt += 1;
             let wait = Duration::from_secs_f64(retry_after.unwrap_or(1.0).clamp(0.0, 120.0));
+            if let (Some(p), 429) = (&client.options().pacer, status) {
+                p.penalize(&slot, wait);
+            }
             crate::log::warn(&format!(
                 "{}: webhook answered HTTP {status}; retrying in {:.1}s",
                 action.name,

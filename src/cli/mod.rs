@@ -34,6 +34,12 @@ pub struct Cli {
     /// Retries after rate limits and transient failures (default 3)
     #[arg(long, global = true, value_name = "N")]
     pub retries: Option<u32>,
+    /// Send without proactive rate-limit pacing
+    #[arg(long, global = true)]
+    pub no_rate_limit: bool,
+    /// Longest wait for a rate-limit slot, in seconds (default 300), before failing
+    #[arg(long, global = true, value_name = "SECS")]
+    pub max_wait: Option<f64>,
     /// Log requests and responses to stderr (secrets redacted)
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -72,6 +78,8 @@ impl Cli {
             api_url: self.api_url.clone(),
             timeout: self.timeout,
             retries: self.retries,
+            no_rate_limit: self.no_rate_limit,
+            max_wait: self.max_wait,
         }
     }
 }

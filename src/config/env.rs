@@ -19,6 +19,8 @@ pub const SLACKCTL_CONFIG: &str = "SLACKCTL_CONFIG";
 /// Standard locations for the user's config directory.
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 pub const HOME: &str = "HOME";
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -69,6 +71,8 @@ impl Env {
             SLACKCTL_CONFIG,
             XDG_CONFIG_HOME,
             HOME,
+            XDG_STATE_HOME,
+            XDG_RUNTIME_DIR,
             NO_COLOR,
         ];
         Env::from_pairs(

@@ -98,6 +98,47 @@ pub struct Profile {
     pub api_url: Option<String>,
 }
 
+/// `rate_limits`: proactive pacing (slackctl addition). Numbers are calls per minute unless
+/// said otherwise; absent values keep Slack's documented floors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub tier1: Option<u32>,
+    pub tier2: Option<u32>,
+    pub tier3: Option<u32>,
+    pub tier4: Option<u32>,
+    /// `chat.postMessage` per channel, per second.
+    pub per_channel: Option<u32>,
+    /// Incoming webhook posts per second.
+    pub webhook: Option<u32>,
+    /// Per-method overrides, calls per minute.
+    #[serde(default)]
+    pub methods: BTreeMap<String, u32>,
+    /// Longest wait for a slot, in seconds, before failing instead (default 300).
+    pub max_wait: Option<f64>,
+    /// Where the budget shared by concurrent processes is kept.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            enabled: true,
+            tier1: None,
+            tier2: None,
+            tier3: None,
+            tier4: None,
+            per_channel: None,
+            webhook: None,
+            methods: BTreeMap::new(),
+            max_wait: None,
+            state_file: None,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +161,9 @@ pub struct FileConfig {
     /// Named workspaces/bots. slackctl addition.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// Proactive pacing. slackctl addition.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
 }
 
 /// Settings given on the command line (the highest precedence).
@@ -130,6 +174,10 @@ pub struct Flags {
     pub api_url: Option<String>,
     pub timeout: Option<f64>,
     pub retries: Option<u32>,
+    /// `--no-rate-limit`: send without pacing.
+    pub no_rate_limit: bool,
+    /// `--max-wait SECS`: the longest wait for a rate-limit slot.
+    pub max_wait: Option<f64>,
 }
 
 /// Everything resolved, ready to use.
@@ -148,6 +196,10 @@ pub struct Settings {
     pub file: FileConfig,
     /// The file the config came from, if any.
     pub source: Option<PathBuf>,
+    /// Pacing limits, and the shared state file (None when pacing is off).
+    pub limits: crate::transport::pace::Limits,
+    pub pace_state: Option<PathBuf>,
+    pub max_wait: Duration,
 }
 
 /// Finds the config file: `--config`, `SLACKCTL_CONFIG`, the user's config dir, then st2's.
@@ -385,7 +437,34 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
             "timeout must be a positive number of seconds, got {timeout}"
         )));
     }
+    let rl = &file.rate_limits;
+    let defaults = crate::transport::pace::Limits::default();
+    let limits = crate::transport::pace::Limits {
+        tiers: [
+            rl.tier1.unwrap_or(defaults.tiers[0]),
+            rl.tier2.unwrap_or(defaults.tiers[1]),
+            rl.tier3.unwrap_or(defaults.tiers[2]),
+            rl.tier4.unwrap_or(defaults.tiers[3]),
+        ],
+        per_channel: rl.per_channel.unwrap_or(defaults.per_channel),
+        webhook: rl.webhook.unwrap_or(defaults.webhook),
+        methods: rl.methods.clone(),
+    };
+    let pace_state = (!flags.no_rate_limit && rl.enabled).then(|| {
+        rl.state_file
+            .clone()
+            .unwrap_or_else(|| default_state_path(env))
+    });
+    let max_wait = flags.max_wait.or(rl.max_wait).unwrap_or(300.0);
+    if !(max_wait.is_finite() && max_wait >= 0.0) {
+        return Err(Error::config(format!(
+            "max_wait must be a number of seconds, got {max_wait}"
+        )));
+    }
     Ok(Settings {
+        limits,
+        pace_state,
+        max_wait: Duration::from_secs_f64(max_wait),
         api_url,
         token,
         app_token,
@@ -397,6 +476,21 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         file,
         source,
     })
+}
+
+/// Where concurrent processes share their rate-limit budget: the runtime dir, else the state
+/// dir, else `~/.local/state`, else the temp dir.
+pub fn default_state_path(env: &Env) -> PathBuf {
+    let base = env
+        .get(env::XDG_RUNTIME_DIR)
+        .map(PathBuf::from)
+        .or_else(|| env.get(env::XDG_STATE_HOME).map(PathBuf::from))
+        .or_else(|| {
+            env.get(env::HOME)
+                .map(|h| Path::new(h).join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("slackctl").join("ratelimit.json")
 }
 
 impl Settings {
@@ -413,6 +507,9 @@ impl Settings {
             api_url_explicit: true,
             file: FileConfig::default(),
             source: None,
+            limits: crate::transport::pace::Limits::default(),
+            pace_state: None,
+            max_wait: Duration::from_secs(300),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct ClientOptions {
     pub max_retry_after: Duration,
     /// Log requests and responses (redacted) to stderr.
     pub verbose: bool,
+    /// Proactive pacing shared across processes; None sends at once.
+    pub pacer: Option<super::pace::Pacer>,
 }
 
 impl Default for ClientOptions {
@@ -37,6 +39,7 @@ impl Default for ClientOptions {
             retries: 3,
             max_retry_after: Duration::from_secs(120),
             verbose: false,
+            pacer: None,
         }
     }
 }
@@ -54,6 +57,8 @@ pub struct Request<'a> {
     pub token: Option<&'a Secret>,
     /// Safe to resend after an ambiguous failure.
     pub idempotent: bool,
+    /// The rate-limit window this call takes a slot from.
+    pub pace: Option<super::pace::Slot>,
 }
 
 /// Slack's answer to a successful (`ok: true`) call.
@@ -96,9 +101,18 @@ impl Client {
     pub async fn call(&self, req: &Request<'_>) -> Result<Response> {
         let mut attempt = 0u32;
         loop {
+            if let (Some(p), Some(slot)) = (&self.opts.pacer, &req.pace) {
+                p.wait(slot).await?;
+            }
             match self.attempt(req).await {
                 Attempt::Done(r) => return r,
                 Attempt::Retry { wait, why } => {
+                    if let (Some(p), Some(slot), true) =
+                        (&self.opts.pacer, &req.pace, why.contains("429"))
+                    {
+                        // Feed the 429 back so every process holds off this key.
+                        p.penalize(slot, wait);
+                    }
                     if attempt >= self.opts.retries {
                         return Err(Error::failed(format!(
                             "{}: {why}; gave up after {} attempt(s)",
@@ -114,7 +128,10 @@ impl Client {
                         wait.as_secs_f64(),
                         self.opts.retries
                     ));
-                    tokio::time::sleep(wait).await;
+                    // With pacing, the penalty above makes the next slot wait instead.
+                    if self.opts.pacer.is_none() || req.pace.is_none() || !why.contains("429") {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         }

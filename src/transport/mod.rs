@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod encode;
+pub mod pace;
 pub mod paginate;
 
 pub use client::{Client, ClientOptions, Request, Response};
