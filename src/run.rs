@@ -49,12 +49,12 @@ pub fn pace_slot(
     let who = fingerprint(&[&settings.api_url, token.map(Secret::expose).unwrap_or("")]);
     let mut key = format!("{who}|{method}");
     let mut label = method.to_string();
-    if method == "chat.postMessage" {
-        if let Some(ch) = params.get("channel").and_then(Value::as_str) {
-            key.push('|');
-            key.push_str(ch);
-            label = format!("{method} to {ch}");
-        }
+    if method == "chat.postMessage"
+        && let Some(ch) = params.get("channel").and_then(Value::as_str)
+    {
+        key.push('|');
+        key.push_str(ch);
+        label = format!("{method} to {ch}");
     }
     Slot {
         key,
