@@ -1,5 +1,6 @@
 //! slackctl: a StackStorm-compatible Slack action runner. See docs/architecture.md.
 pub mod actions;
+pub mod bulk;
 pub mod catalog;
 pub mod cli;
 pub mod config;

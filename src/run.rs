@@ -12,7 +12,7 @@ use crate::transport::{Client, ClientOptions, Request, paginate};
 use serde_json::{Map, Value};
 
 /// Receives each page and the names of its list fields; returns false to stop early.
-pub type PageSink<'a> = &'a mut dyn FnMut(&Value, &[String]) -> bool;
+pub type PageSink<'a> = &'a mut (dyn FnMut(&Value, &[String]) -> bool + Send);
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {

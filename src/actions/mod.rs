@@ -14,7 +14,7 @@ use crate::transport::Client;
 use serde_json::{Map, Value};
 
 /// Receives streamed items (`-o jsonl`); returns false when the reader went away.
-pub type Sink<'a> = Option<&'a mut dyn FnMut(&Value) -> bool>;
+pub type Sink<'a> = Option<&'a mut (dyn FnMut(&Value) -> bool + Send)>;
 
 /// Runs a hand-written action by its st2 entry point.
 pub async fn run(

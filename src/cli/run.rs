@@ -16,7 +16,7 @@ pub struct RunArgs {
     /// Action: `chat.postMessage` or `slack.chat.postMessage`
     pub action: Option<String>,
     /// Parameters as key=value (st2 syntax); @key=path reads a file
-    #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+    #[arg(value_name = "KEY=VALUE")]
     pub params: Vec<String>,
     /// All parameters as a JSON object (or st2's {"parameters": {...}}); `-` reads stdin
     #[arg(long, value_name = "JSON")]
@@ -36,6 +36,28 @@ pub struct RunArgs {
     /// Resend writes after timeouts and 5xx answers (they may post twice)
     #[arg(long)]
     pub retry_writes: bool,
+    /// Bulk: one call per record of this JSON Lines or CSV file (`-` = stdin); parameters may
+    /// be Jinja templates over the record, e.g. text="Hi {{ name }}"
+    #[arg(long, value_name = "FILE")]
+    pub each: Option<String>,
+    /// Format of --each input (default: csv for *.csv, else jsonl)
+    #[arg(long, value_enum, requires = "each")]
+    pub input_format: Option<crate::bulk::records::InputFormat>,
+    /// Bulk: calls in flight at once (pacing still applies)
+    #[arg(long, default_value_t = 1, requires = "each")]
+    pub concurrency: usize,
+    /// Bulk: the record field that identifies it (default: its line number)
+    #[arg(long, value_name = "FIELD", requires = "each")]
+    pub id_field: Option<String>,
+    /// Bulk: remember what was sent here, so re-runs send only new records (or mirror)
+    #[arg(long, value_name = "PATH", requires = "each")]
+    pub state: Option<std::path::PathBuf>,
+    /// Bulk: `send` (once per record) or `mirror` (update changed, delete vanished records)
+    #[arg(long, value_enum, default_value = "send", requires = "each")]
+    pub mode: crate::bulk::Mode,
+    /// With --all -o jsonl: resume from the cursor saved in this file, and save progress to it
+    #[arg(long, value_name = "PATH", requires = "all")]
+    pub cursor_file: Option<std::path::PathBuf>,
     /// Show the action's parameters (`slackctl run <action> --help`)
     #[arg(short = 'h', long = "help")]
     pub help: bool,
@@ -84,13 +106,38 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
         };
         raw.json = params::parse_json_params(&text, action)?;
     }
-    let values = params::validate(
-        action,
-        raw,
-        ValidateOpts {
-            allow_unknown: args.allow_unknown_params,
-        },
-    )?;
+    // Bulk sends validate per record (after rendering); keep the raw text for that.
+    let (raw_pairs, raw_json) = if args.each.is_some() {
+        let pairs: Vec<(String, String)> = raw
+            .pairs
+            .iter()
+            .map(|(k, params::RawValue::Text(v))| (k.clone(), v.clone()))
+            .collect();
+        (pairs, raw.json.clone())
+    } else {
+        (Vec::new(), serde_json::Map::new())
+    };
+    let values = if args.each.is_some() {
+        if !args.allow_unknown_params
+            && let Some((k, _)) = raw_pairs.iter().find(|(k, _)| action.param(k).is_none())
+        {
+            let probe = params::parse_cli(&[format!("{k}=")])?;
+            return Err(params::validate(action, probe, ValidateOpts::default())
+                .err()
+                .unwrap_or_else(|| {
+                    Error::usage(format!("{} has no parameter `{k}`", action.name))
+                }));
+        }
+        serde_json::Map::new()
+    } else {
+        params::validate(
+            action,
+            raw,
+            ValidateOpts {
+                allow_unknown: args.allow_unknown_params,
+            },
+        )?
+    };
     let settings = crate::config::resolve(flags, env)?;
     let format = if args.json { Format::Json } else { args.output };
 
@@ -101,6 +148,11 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
     };
     let rt = super::runtime()?;
     let mut out = Out::new();
+    if let Some(each) = args.each.clone() {
+        return bulk(
+            &args, each, action, raw_pairs, raw_json, client, settings, opts, &rt, &mut out,
+        );
+    }
     let stream = format == Format::Jsonl;
     let result = if !action.is_generic() {
         if args.all {
@@ -125,6 +177,59 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
                 v
             }
         })
+    } else if let (true, Some(path)) = (args.all, args.cursor_file.clone()) {
+        if !stream {
+            return Err(Error::usage(
+                "--cursor-file streams pages: use it with --output jsonl",
+            ));
+        }
+        let mut values = values;
+        if let Ok(c) = std::fs::read_to_string(&path)
+            && !c.trim().is_empty()
+        {
+            crate::log::warn(&format!(
+                "resuming from the cursor saved in {}",
+                path.display()
+            ));
+            values.insert(
+                "cursor".into(),
+                serde_json::Value::String(c.trim().to_string()),
+            );
+        }
+        let mut emit = |page: &serde_json::Value, keys: &[String]| {
+            let mut buf = String::new();
+            for k in keys.iter().take(1) {
+                for item in page[k.as_str()].as_array().into_iter().flatten() {
+                    buf.push_str(&serde_json::to_string(item).unwrap_or_default());
+                    buf.push('\n');
+                }
+            }
+            out.write_str(&buf);
+            out.flush();
+            // Save progress only after the page's items are out.
+            if let Some(next) = crate::transport::paginate::next_cursor(page) {
+                let tmp = path.with_extension("tmp");
+                if std::fs::write(&tmp, &next)
+                    .and_then(|_| std::fs::rename(&tmp, &path))
+                    .is_err()
+                {
+                    crate::log::warn(&format!("cannot save the cursor to {}", path.display()));
+                }
+            }
+            !out.is_broken()
+        };
+        let r = rt.block_on(call_method(
+            &client,
+            action,
+            values,
+            &settings,
+            opts,
+            Some(&mut emit),
+        ));
+        if r.is_ok() && !out.is_broken() {
+            let _ = std::fs::remove_file(&path);
+        }
+        r.map(|_| serde_json::Value::Null)
     } else if args.all && stream {
         // Stream list items as pages arrive: memory stays flat however large the workspace.
         let mut emit = |page: &serde_json::Value, keys: &[String]| {
@@ -172,6 +277,64 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             Err(e)
         }
     }
+}
+
+/// `--each`: one call per record, one result line per record, a summary on stderr.
+#[allow(clippy::too_many_arguments)]
+fn bulk(
+    args: &RunArgs,
+    each: String,
+    action: &'static Action,
+    pairs: Vec<(String, String)>,
+    json: serde_json::Map<String, serde_json::Value>,
+    client: crate::transport::Client,
+    settings: crate::config::Settings,
+    opts: RunOptions,
+    rt: &tokio::runtime::Runtime,
+    out: &mut Out,
+) -> Result<u8> {
+    if args.all {
+        return Err(Error::usage("--all and --each do not go together"));
+    }
+    let bulk_opts = crate::bulk::BulkOptions {
+        format: args
+            .input_format
+            .unwrap_or_else(|| crate::bulk::records::InputFormat::guess(&each)),
+        each,
+        concurrency: args.concurrency,
+        id_field: args.id_field.clone(),
+        state: args.state.clone(),
+        mode: args.mode,
+        allow_unknown: args.allow_unknown_params,
+        run: opts,
+    };
+    crate::bulk::check(action, &bulk_opts)?;
+    let started = std::time::Instant::now();
+    let emit = |line: &serde_json::Value| {
+        out.write_str(&serde_json::to_string(line).unwrap_or_default());
+        out.write_str("\n");
+        out.flush();
+        !out.is_broken()
+    };
+    let s = rt.block_on(crate::bulk::run(
+        client, action, pairs, json, settings, bulk_opts, emit,
+    ))?;
+    crate::log::info(&format!(
+        "{} sent, {} updated, {} deleted, {} skipped, {} failed in {:.1}s",
+        s.sent,
+        s.updated,
+        s.deleted,
+        s.skipped,
+        s.failed,
+        started.elapsed().as_secs_f64()
+    ));
+    if s.failed > 0 {
+        return Err(Error::failed(format!(
+            "{} record(s) failed; see their result lines",
+            s.failed
+        )));
+    }
+    Ok(crate::exit::SUCCESS)
 }
 
 /// `st2 run <ref> -h`: description, then required and optional parameters (immutable hidden).

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bulk;
 mod catalog;
 mod config;
 mod pack;
