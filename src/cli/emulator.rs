@@ -21,6 +21,9 @@ pub struct EmulatorArgs {
     /// Page size for list methods when a request gives no limit
     #[arg(long, default_value_t = 10)]
     pub page_size: usize,
+    /// Enforce Slack's rate limits (429 with Retry-After), as a real workspace does
+    #[arg(long)]
+    pub rate_limits: bool,
 }
 
 /// Runs until SIGINT/SIGTERM. The first stdout line is a JSON object with the URLs and tokens
@@ -28,7 +31,12 @@ pub struct EmulatorArgs {
 pub fn run(args: EmulatorArgs) -> Result<u8> {
     let rt = super::runtime()?;
     rt.block_on(async {
-        let opts = Options { listen: args.listen, users: args.users, page_size: args.page_size };
+        let opts = Options {
+            listen: args.listen,
+            users: args.users,
+            page_size: args.page_size,
+            rate_limits: args.rate_limits,
+        };
         let running = emulator::start(opts)
             .await
             .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", args.listen)).hint("pick another port with --listen 127.0.0.1:PORT (0 = any free port)"))?;

@@ -439,3 +439,29 @@ pub async fn get_messages(
         }
     }
 }
+
+/// `POST /_emulator/rate_limits`: start enforcing limits (see `limits.rs`).
+pub async fn post_rate_limits(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let text = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        &body[..]
+    };
+    match serde_json::from_slice::<super::limits::Config>(text) {
+        Ok(cfg) => {
+            shared.limits.set(Some(cfg));
+            (StatusCode::OK, "ok").into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("bad rate-limit config: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// `DELETE /_emulator/rate_limits`: stop enforcing limits.
+pub async fn delete_rate_limits(State(shared): State<Arc<Shared>>) -> Response {
+    shared.limits.set(None);
+    (StatusCode::OK, "ok").into_response()
+}

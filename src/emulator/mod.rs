@@ -36,11 +36,15 @@
 //! * `GET /_emulator/faults`, `DELETE /_emulator/faults`: list or clear the queue.
 //! * `GET /_emulator/messages?channel=<id|name>`: the stored messages of a channel, oldest
 //!   first, thread replies included.
+//! * `POST /_emulator/rate_limits` (`{}` for Slack's floors, or `{"tiers": [1,20,50,100],
+//!   "per_channel": 1, "webhook": 1, "methods": {…}, "enabled": true}`), `DELETE` to stop:
+//!   answer 429 with `Retry-After` when a client exceeds the limits (see `limits.rs`).
 //!
 //! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]).
 
 mod control;
 mod files;
+mod limits;
 mod methods;
 mod request;
 mod state;
@@ -74,6 +78,8 @@ pub struct Options {
     pub users: usize,
     /// Page size of list methods when a request gives no `limit`.
     pub page_size: usize,
+    /// Enforce Slack's rate limits (answer 429 with Retry-After when exceeded).
+    pub rate_limits: bool,
 }
 
 impl Default for Options {
@@ -82,6 +88,7 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             users: 25,
             page_size: 10,
+            rate_limits: false,
         }
     }
 }
@@ -109,6 +116,7 @@ pub(crate) struct Shared {
     events: broadcast::Sender<Value>,
     base_url: String,
     page_size: usize,
+    limits: limits::Enforcer,
 }
 
 impl Shared {
@@ -240,6 +248,10 @@ fn router(shared: Arc<Shared>) -> Router {
                 .delete(control::delete_faults),
         )
         .route("/_emulator/messages", get(control::get_messages))
+        .route(
+            "/_emulator/rate_limits",
+            post(control::post_rate_limits).delete(control::delete_rate_limits),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }
@@ -259,7 +271,11 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         events,
         base_url,
         page_size: opts.page_size.max(1),
+        limits: limits::Enforcer::default(),
     });
+    if opts.rate_limits {
+        shared.limits.set(Some(limits::Config::default()));
+    }
     // Without TCP_NODELAY, small answers wait on Nagle's algorithm and benchmarks measure
     // the emulator instead of the client.
     let listener = listener.tap_io(|tcp| {

@@ -274,6 +274,23 @@ async fn run(
         ));
     }
 
+    if let Some(retry) = shared
+        .limits
+        .check_api(name, parsed.args.get("channel").and_then(Value::as_str))
+    {
+        let mut resp = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"ok": false, "error": "ratelimited"}),
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        rec.status = 429;
+        rec.error = Some("ratelimited".into());
+        shared.log.push(rec);
+        return resp;
+    }
+
     let mut warnings = parsed.warnings.clone();
     let (result, kind, action) = process(shared, name, parsed, &mut warnings, &mut rec.notes);
 

@@ -145,6 +145,16 @@ pub async fn handle(
             return resp;
         }
     }
+    if let Some(retry) = shared.limits.check_webhook(uri.path()) {
+        rec.status = 429;
+        rec.error = Some("rate_limited".into());
+        shared.log.push(rec);
+        let mut resp = text_response(429, "rate_limited".to_string());
+        if let Ok(v) = axum::http::HeaderValue::from_str(&retry.to_string()) {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        return resp;
+    }
     let (status, text) = deliver(&shared, uri.path(), &headers, &body, &mut rec);
     rec.status = status;
     if status != 200 {

@@ -6,5 +6,6 @@ mod support;
 mod bulk;
 mod catalog;
 mod config;
+mod pacing;
 mod pack;
 mod run;
