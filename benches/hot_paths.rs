@@ -1,0 +1,70 @@
+//! Micro-benchmarks of the hot paths a user waits on, with a tiny self-contained harness
+//! (no extra crates; `cargo bench --bench hot_paths`). Each case runs for about half a second
+//! after a warm-up and prints the median time per operation over several batches.
+//!
+//! Cases: catalog lookup, argument parsing + validation, request encoding, st2 framing, and
+//! (when the sensor lands) envelope → trigger line and strip formatting.
+
+use slackctl::catalog;
+use slackctl::params::{self, ValidateOpts};
+use slackctl::transport::encode;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn bench(name: &str, mut f: impl FnMut()) {
+    for _ in 0..1000 {
+        f(); // warm-up
+    }
+    let mut per_op: Vec<f64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline || per_op.len() < 5 {
+        let n = 2000;
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        per_op.push(t.elapsed().as_nanos() as f64 / n as f64);
+    }
+    per_op.sort_by(f64::total_cmp);
+    let median = per_op[per_op.len() / 2];
+    println!("{name:<44} {median:>10.1} ns/op  ({} batches)", per_op.len());
+}
+
+fn main() {
+    println!("{:<44} {:>10}", "case", "median");
+    bench("catalog::find(slack.chat.postMessage)", || {
+        black_box(catalog::find(black_box("slack.chat.postMessage")));
+    });
+    bench("catalog::suggest(chat.postMesage)", || {
+        black_box(catalog::suggest(black_box("chat.postMesage"), 3));
+    });
+    let action = catalog::find("chat.postMessage").unwrap();
+    let args: Vec<String> = [
+        "channel=C0123456",
+        "text=Deploy finished :rocket:",
+        "unfurl_links=false",
+        "thread_ts=1700000000.000240",
+        r#"blocks=[{"type":"section","text":{"type":"mrkdwn","text":"*done*"}}]"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    bench("parse + validate chat.postMessage (5 args)", || {
+        let raw = params::parse_cli(black_box(&args)).unwrap();
+        black_box(params::validate(action, raw, ValidateOpts::default()).unwrap());
+    });
+    let values = params::validate(action, params::parse_cli(&args).unwrap(), ValidateOpts::default()).unwrap();
+    bench("encode chat.postMessage (JSON body)", || {
+        let body = encode::encode(action, black_box(&values), catalog::Verb::Post);
+        black_box(body);
+    });
+    bench("encode chat.postMessage (form body)", || {
+        let body = encode::encode(action, black_box(&values), catalog::Verb::Get);
+        black_box(body);
+    });
+    let answer = serde_json::json!({"ok": true, "channel": "C0123456", "ts": "1700000000.000240",
+        "message": {"text": "Deploy finished :rocket:", "user": "U0BOT", "ts": "1700000000.000240"}});
+    bench("st2 framing of a chat.postMessage answer", || {
+        black_box(slackctl::output::st2_frame(black_box(&answer), None));
+    });
+}
