@@ -21,6 +21,9 @@ pub struct EmulatorArgs {
     /// Page size for list methods when a request gives no limit
     #[arg(long, default_value_t = 10)]
     pub page_size: usize,
+    /// Largest page a list method returns, whatever `limit` asks for (tests use a small one)
+    #[arg(long, default_value_t = 1000)]
+    pub max_page_size: usize,
 }
 
 /// Runs until SIGINT/SIGTERM. The first stdout line is a JSON object with the URLs and tokens
@@ -28,7 +31,7 @@ pub struct EmulatorArgs {
 pub fn run(args: EmulatorArgs) -> Result<u8> {
     let rt = super::runtime()?;
     rt.block_on(async {
-        let opts = Options { listen: args.listen, users: args.users, page_size: args.page_size };
+        let opts = Options { listen: args.listen, users: args.users, page_size: args.page_size, max_page_size: args.max_page_size };
         let running = emulator::start(opts)
             .await
             .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", args.listen)).hint("pick another port with --listen 127.0.0.1:PORT (0 = any free port)"))?;

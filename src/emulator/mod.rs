@@ -74,6 +74,9 @@ pub struct Options {
     pub users: usize,
     /// Page size of list methods when a request gives no `limit`.
     pub page_size: usize,
+    /// The largest page a list method returns whatever `limit` asks for (Slack caps at
+    /// 1,000); a small value makes clients walk many pages.
+    pub max_page_size: usize,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             users: 25,
             page_size: 10,
+            max_page_size: 1000,
         }
     }
 }
@@ -109,6 +113,7 @@ pub(crate) struct Shared {
     events: broadcast::Sender<Value>,
     base_url: String,
     page_size: usize,
+    max_page_size: usize,
 }
 
 impl Shared {
@@ -259,6 +264,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         events,
         base_url,
         page_size: opts.page_size.max(1),
+        max_page_size: opts.max_page_size.max(1),
     });
     // Without TCP_NODELAY, small answers wait on Nagle's algorithm and benchmarks measure
     // the emulator instead of the client.
