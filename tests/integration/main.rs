@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actions;
 mod catalog;
 mod config;
 mod run;
