@@ -133,7 +133,7 @@ fn new_actions_are_listed_shown_and_documented() {
     }
     let help = slackctl(&["run", "send_dm", "--help"]).stdout;
     assert!(
-        help.contains("    email\n") && help.contains("link_mentions"),
+        help.contains("    email\n") && help.contains("#channel and @here"),
         "{help}"
     );
 }
