@@ -27,7 +27,10 @@ fn bench(name: &str, mut f: impl FnMut()) {
     }
     per_op.sort_by(f64::total_cmp);
     let median = per_op[per_op.len() / 2];
-    println!("{name:<44} {median:>10.1} ns/op  ({} batches)", per_op.len());
+    println!(
+        "{name:<44} {median:>10.1} ns/op  ({} batches)",
+        per_op.len()
+    );
 }
 
 fn main() {
@@ -53,7 +56,12 @@ fn main() {
         let raw = params::parse_cli(black_box(&args)).unwrap();
         black_box(params::validate(action, raw, ValidateOpts::default()).unwrap());
     });
-    let values = params::validate(action, params::parse_cli(&args).unwrap(), ValidateOpts::default()).unwrap();
+    let values = params::validate(
+        action,
+        params::parse_cli(&args).unwrap(),
+        ValidateOpts::default(),
+    )
+    .unwrap();
     bench("encode chat.postMessage (JSON body)", || {
         let body = encode::encode(action, black_box(&values), catalog::Verb::Post);
         black_box(body);

@@ -21,6 +21,9 @@ pub struct Error {
     pub hints: Vec<String>,
     /// Slack's whole answer when it said `ok: false`, so `--output st2` can still return it.
     pub response: Option<Box<Value>>,
+    /// A result worth printing on stdout although the action failed (e.g. `broadcast`'s
+    /// per-channel outcomes when some channels failed).
+    pub output: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for Error {
@@ -38,6 +41,7 @@ impl Error {
             message: message.into(),
             hints: Vec::new(),
             response: None,
+            output: None,
         }
     }
     pub fn usage(message: impl Into<String>) -> Self {
@@ -55,6 +59,10 @@ impl Error {
     }
     pub fn with_response(mut self, response: Value) -> Self {
         self.response = Some(Box::new(response));
+        self
+    }
+    pub fn with_output(mut self, output: Value) -> Self {
+        self.output = Some(Box::new(output));
         self
     }
 }

@@ -45,8 +45,11 @@ fn mask_token_shapes(text: &str) -> String {
     'outer: while !rest.is_empty() {
         for (i, _) in rest.char_indices() {
             let tail = &rest[i..];
-            let hit = PREFIXES.iter().any(|p| tail.starts_with(p))
-                || tail.starts_with("hooks.slack.com/services/");
+            // A bare prefix (`xoxb-` in a hint about token kinds) holds no secret.
+            let hit = PREFIXES.iter().any(|p| {
+                tail.starts_with(p)
+                    && tail[p.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+            }) || tail.starts_with("hooks.slack.com/services/");
             if hit {
                 let end = tail
                     .find(|c: char| !(c.is_ascii_alphanumeric() || "-._/".contains(c)))
@@ -108,6 +111,7 @@ mod tests {
             s,
             "a [redacted] b [redacted] c https://hooks.slack.com/services/[redacted] d"
         );
+        assert_eq!(scrub("bot: xoxb-, user: xoxp-"), "bot: xoxb-, user: xoxp-");
         assert_eq!(
             format!("{:?}", Secret::new("xoxp-zzz-yyy")),
             "Secret([redacted])"

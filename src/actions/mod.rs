@@ -2,14 +2,20 @@
 //! at all. Each takes validated parameters and returns the result JSON; the generic methods go
 //! through `run::call_method` instead.
 
+pub mod directory;
 pub mod glob;
+pub mod invite;
+pub mod lookup;
+pub mod mentions;
+pub mod messaging;
+pub mod upload;
 pub mod users;
 pub mod webhook;
 
-use crate::catalog::Action;
+use crate::catalog::{self, Action};
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::run::RunOptions;
+use crate::run::{PageSink, RunOptions, call_method};
 use crate::transport::Client;
 use serde_json::{Map, Value};
 
@@ -30,6 +36,19 @@ pub async fn run(
             webhook::post(client, action, &params, settings, opts).await
         }
         "users_filter_by.py" => users::filter_by(client, &params, settings, sink).await,
+        "send_invite.py" => invite::invite(client, action, &params, settings).await,
+        "files_upload.py" => upload::upload(client, action, &params, settings, opts).await,
+        "channel_by_name.py" => lookup::channel_by_name(client, action, &params, settings).await,
+        "user_by_email.py" => lookup::user_by_email(client, action, &params, settings).await,
+        "team_id.py" => lookup::team_id(client, action, &params, settings).await,
+        "send_dm.py" => messaging::send_dm(client, action, params, settings, opts).await,
+        "broadcast.py" => messaging::broadcast(client, action, params, settings, opts, sink).await,
+        "join_channel.py" => {
+            messaging::join_or_leave(client, action, &params, settings, "conversations.join").await
+        }
+        "leave_channel.py" => {
+            messaging::join_or_leave(client, action, &params, settings, "conversations.leave").await
+        }
         other => Err(Error::usage(format!(
             "{} ({other}) is not implemented in this build of slackctl",
             action.name
@@ -44,4 +63,42 @@ pub fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a s
         .get(name)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+/// Calls a catalogued Web API method through the generic path (token choice, encoding,
+/// retries, pagination). `args` may carry the calling action's `token` parameter.
+pub async fn call(
+    client: &Client,
+    settings: &Settings,
+    method: &str,
+    args: Map<String, Value>,
+    opts: RunOptions,
+    on_page: Option<PageSink<'_>>,
+) -> Result<Value> {
+    let action = catalog::find(method).ok_or_else(|| {
+        Error::failed(format!(
+            "{method} is missing from slackctl's catalog; this is a bug"
+        ))
+    })?;
+    call_method(client, action, args, settings, opts, on_page).await
+}
+
+/// Arguments for a sub-call: the given pairs plus the action's `token` parameter, if set.
+pub fn args_with_token(params: &Map<String, Value>, pairs: Value) -> Map<String, Value> {
+    let mut m = match pairs {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    if let Some(t) = params.get("token") {
+        m.insert("token".into(), t.clone());
+    }
+    m
+}
+
+/// A one-shot call (no pagination) with the caller's retry choice.
+pub fn once(opts: RunOptions) -> RunOptions {
+    RunOptions {
+        all: false,
+        retry_writes: opts.retry_writes,
+    }
 }

@@ -24,6 +24,9 @@ pub struct EmulatorArgs {
     /// Enforce Slack's rate limits (429 with Retry-After), as a real workspace does
     #[arg(long)]
     pub rate_limits: bool,
+    /// Largest page a list method returns, whatever `limit` asks for (tests use a small one)
+    #[arg(long, default_value_t = 1000)]
+    pub max_page_size: usize,
 }
 
 /// Runs until SIGINT/SIGTERM. The first stdout line is a JSON object with the URLs and tokens
@@ -36,6 +39,7 @@ pub fn run(args: EmulatorArgs) -> Result<u8> {
             users: args.users,
             page_size: args.page_size,
             rate_limits: args.rate_limits,
+            max_page_size: args.max_page_size,
         };
         let running = emulator::start(opts)
             .await

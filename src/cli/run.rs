@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// With --all -o jsonl: resume from the cursor saved in this file, and save progress to it
     #[arg(long, value_name = "PATH", requires = "all")]
     pub cursor_file: Option<std::path::PathBuf>,
+    /// Turn @name, #channel, @here/@channel/@everyone in `text` into Slack mentions
+    /// (chat.* methods, send_dm, broadcast)
+    #[arg(long)]
+    pub link_mentions: bool,
     /// Show the action's parameters (`slackctl run <action> --help`)
     #[arg(short = 'h', long = "help")]
     pub help: bool,
@@ -117,7 +121,14 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
     } else {
         (Vec::new(), serde_json::Map::new())
     };
-    let values = if args.each.is_some() {
+    let mut values = if args.each.is_some() {
+        if args.link_mentions {
+            return Err(
+                Error::usage("--link-mentions does not go with --each yet").hint(
+                    "write the <@U…> / <#C…> markup in the template, e.g. with slack_user_by_email",
+                ),
+            );
+        }
         if !args.allow_unknown_params
             && let Some((k, _)) = raw_pairs.iter().find(|(k, _)| action.param(k).is_none())
         {
@@ -138,6 +149,16 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             },
         )?
     };
+    if args.link_mentions {
+        if !action.is_generic() && action.param("link_mentions").is_some() {
+            values.insert("link_mentions".into(), serde_json::Value::Bool(true));
+        } else if !crate::actions::mentions::applies_to(action) {
+            return Err(
+                Error::usage(format!("--link-mentions does not apply to {}", action.name))
+                    .hint("it works with chat.* methods that take text, send_dm and broadcast"),
+            );
+        }
+    }
     let settings = crate::config::resolve(flags, env)?;
     let format = if args.json { Format::Json } else { args.output };
 
@@ -253,6 +274,12 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             Some(&mut emit),
         ))
         .map(|_| serde_json::Value::Null)
+    } else if args.link_mentions {
+        rt.block_on(async {
+            let mut dir = crate::actions::directory::Directory::new(&client, &settings, &values);
+            crate::actions::mentions::link_params(&mut dir, &mut values).await?;
+            call_method(&client, action, values, &settings, opts, None).await
+        })
     } else {
         rt.block_on(call_method(&client, action, values, &settings, opts, None))
     };
@@ -268,11 +295,14 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
         Err(e) => {
             if format == Format::St2 {
                 let result = e
-                    .response
+                    .output
                     .as_deref()
+                    .or(e.response.as_deref())
                     .cloned()
                     .unwrap_or_else(|| serde_json::json!({"error": e.message}));
                 out.write_str(&st2_frame(&result, Some(false)));
+            } else if let Some(partial) = e.output.as_deref() {
+                out.value(partial, format);
             }
             Err(e)
         }

@@ -80,6 +80,9 @@ pub struct Options {
     pub page_size: usize,
     /// Enforce Slack's rate limits (answer 429 with Retry-After when exceeded).
     pub rate_limits: bool,
+    /// The largest page a list method returns whatever `limit` asks for (Slack caps at
+    /// 1,000); a small value makes clients walk many pages.
+    pub max_page_size: usize,
 }
 
 impl Default for Options {
@@ -89,6 +92,7 @@ impl Default for Options {
             users: 25,
             page_size: 10,
             rate_limits: false,
+            max_page_size: 1000,
         }
     }
 }
@@ -117,6 +121,7 @@ pub(crate) struct Shared {
     base_url: String,
     page_size: usize,
     limits: limits::Enforcer,
+    max_page_size: usize,
 }
 
 impl Shared {
@@ -272,6 +277,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         base_url,
         page_size: opts.page_size.max(1),
         limits: limits::Enforcer::default(),
+        max_page_size: opts.max_page_size.max(1),
     });
     if opts.rate_limits {
         shared.limits.set(Some(limits::Config::default()));

@@ -60,12 +60,14 @@ impl<'a> Ctx<'a> {
         &self.shared.base_url
     }
 
-    /// The page size: `limit` when given and positive (capped at 1,000), else the default.
+    /// The page size: `limit` when given and positive, else the default; never more than
+    /// the server's cap (1,000 unless `--max-page-size` lowers it).
     pub fn limit(&self) -> usize {
-        match self.args.int("limit") {
-            Some(n) if n > 0 => (n as usize).min(1000),
+        let n = match self.args.int("limit") {
+            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
             _ => self.shared.page_size,
-        }
+        };
+        n.min(self.shared.max_page_size)
     }
 
     /// The offset a list cursor points at (`kind:offset`, base64), 0 without a cursor.

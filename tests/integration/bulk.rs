@@ -27,7 +27,6 @@ fn one_call_per_record_with_templates_and_result_lines() {
         "{\"id\": \"a\", \"name\": \"Ada\", \"ch\": \"general\"}\n\n{\"id\": \"b\", \"name\": \"Bob\", \"ch\": \"random\"}\n",
     );
     let out = emu.run(&[
-        "--no-rate-limit",
         "run",
         "chat.postMessage",
         "channel={{ ch | slack_channel_by_name }}",
@@ -69,7 +68,6 @@ fn csv_input_and_user_lookup_by_email_with_failures_as_rows() {
         "id,email,msg\nx1,user01@example.com,hello\nx2,nobody@example.com,hi\nx3,USER01@example.com,again\n",
     );
     let out = emu.run(&[
-        "--no-rate-limit",
         "run",
         "chat.postMessage",
         "channel={{ email | slack_user_by_email }}",
@@ -155,7 +153,6 @@ fn send_once_skips_records_already_sent() {
     );
     let args = |f: &str| -> Vec<String> {
         [
-            "--no-rate-limit",
             "run",
             "chat.postMessage",
             "channel=C0000001",
@@ -202,7 +199,6 @@ fn send_once_survives_kill_9_losing_nothing() {
     // Every post takes 100 ms, so the kill lands mid-run.
     emu.fault(serde_json::json!({"path": "/api/chat.postMessage", "delay_ms": 100, "times": 1000}));
     let args = [
-        "--no-rate-limit",
         "run",
         "chat.postMessage",
         "channel=C0000001",
@@ -258,7 +254,6 @@ fn mirror_updates_changed_and_deletes_vanished_records() {
         Out::from(
             emu.cmd()
                 .args([
-                    "--no-rate-limit",
                     "run",
                     "chat.postMessage",
                     "channel=C0000001",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actions;
 mod bulk;
 mod catalog;
 mod config;

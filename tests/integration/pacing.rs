@@ -8,7 +8,7 @@ fn spawn_posts(emu: &Emu, n: usize, extra: &[&str]) -> Vec<Out> {
     let children: Vec<_> = (0..n)
         .map(|i| {
             let text = format!("text=parallel {i}");
-            emu.cmd()
+            emu.paced_cmd()
                 .args(extra)
                 .args([
                     "--retries",
@@ -83,9 +83,9 @@ fn waits_are_bounded_by_max_wait() {
     let cfg = dir.join("slack.yaml");
     std::fs::write(&cfg, "rate_limits:\n  methods:\n    users.info: 1\n").unwrap();
     let c = cfg.to_str().unwrap();
-    emu.run(&["--config", c, "run", "users.info", "user=U0000001"])
-        .assert_code(0);
-    let out = emu.run(&[
+    let paced = |args: &[&str]| Out::from(emu.paced_cmd().args(args).output().unwrap());
+    paced(&["--config", c, "run", "users.info", "user=U0000001"]).assert_code(0);
+    let out = paced(&[
         "--config",
         c,
         "--max-wait",
@@ -109,13 +109,18 @@ fn a_429_feeds_back_into_the_shared_budget() {
     emu.fault(json!({"path": "/api/users.info", "status": 429, "retry_after": 2, "times": 1}));
     let started = std::time::Instant::now();
     let first = emu
-        .cmd()
+        .paced_cmd()
         .args(["--retries", "0", "run", "users.info", "user=U0000001"])
         .output()
         .unwrap();
     assert_eq!(first.status.code(), Some(1));
     // Another process, right after, waits out the Retry-After instead of hammering.
-    let out = emu.run(&["run", "users.info", "user=U0000001"]);
+    let out = Out::from(
+        emu.paced_cmd()
+            .args(["run", "users.info", "user=U0000001"])
+            .output()
+            .unwrap(),
+    );
     out.assert_code(0);
     assert!(
         started.elapsed().as_secs_f64() >= 1.5,

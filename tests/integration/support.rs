@@ -55,7 +55,16 @@ impl Emu {
     }
 
     /// `slackctl` with a clean environment pointed at this emulator, with the bot token.
+    /// Pacing is off here (many tests make dozens of calls to one method in a second);
+    /// [`Emu::paced_cmd`] keeps it on.
     pub fn cmd(&self) -> Command {
+        let mut c = self.paced_cmd();
+        c.arg("--no-rate-limit");
+        c
+    }
+
+    /// `slackctl` as a user runs it, with proactive pacing on.
+    pub fn paced_cmd(&self) -> Command {
         let mut c = bare_cmd(&self.home);
         c.env("SLACK_API_URL", self.api_url())
             .env("SLACK_TOKEN", self.token("bot"));
