@@ -169,6 +169,11 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
     };
     let rt = super::runtime()?;
     let mut out = Out::new();
+    if args.cursor_file.is_some() && format != Format::Jsonl {
+        return Err(Error::usage(
+            "--cursor-file streams pages: use it with --output jsonl",
+        ));
+    }
     if let Some(each) = args.each.clone() {
         return bulk(
             &args, each, action, raw_pairs, raw_json, client, settings, opts, &rt, &mut out,
@@ -198,14 +203,13 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
                 v
             }
         })
-    } else if let (true, Some(path)) = (args.all, args.cursor_file.clone()) {
-        if !stream {
-            return Err(Error::usage(
-                "--cursor-file streams pages: use it with --output jsonl",
-            ));
-        }
+    } else if args.all && stream {
+        // Stream list items as pages arrive, so memory stays flat however large the
+        // workspace; with --cursor-file, progress is saved after each page is out.
         let mut values = values;
-        if let Ok(c) = std::fs::read_to_string(&path)
+        let cursor_file = args.cursor_file.clone();
+        if let Some(path) = &cursor_file
+            && let Ok(c) = std::fs::read_to_string(path)
             && !c.trim().is_empty()
         {
             crate::log::warn(&format!(
@@ -218,24 +222,12 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             );
         }
         let mut emit = |page: &serde_json::Value, keys: &[String]| {
-            let mut buf = String::new();
-            for k in keys.iter().take(1) {
-                for item in page[k.as_str()].as_array().into_iter().flatten() {
-                    buf.push_str(&serde_json::to_string(item).unwrap_or_default());
-                    buf.push('\n');
-                }
-            }
-            out.write_str(&buf);
+            out.write_str(&jsonl_items(page, keys));
             out.flush();
-            // Save progress only after the page's items are out.
-            if let Some(next) = crate::transport::paginate::next_cursor(page) {
-                let tmp = path.with_extension("tmp");
-                if std::fs::write(&tmp, &next)
-                    .and_then(|_| std::fs::rename(&tmp, &path))
-                    .is_err()
-                {
-                    crate::log::warn(&format!("cannot save the cursor to {}", path.display()));
-                }
+            if let (Some(path), Some(next)) =
+                (&cursor_file, crate::transport::paginate::next_cursor(page))
+            {
+                save_cursor(path, &next);
             }
             !out.is_broken()
         };
@@ -247,33 +239,13 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             opts,
             Some(&mut emit),
         ));
-        if r.is_ok() && !out.is_broken() {
-            let _ = std::fs::remove_file(&path);
+        if let Some(path) = &cursor_file
+            && r.is_ok()
+            && !out.is_broken()
+        {
+            let _ = std::fs::remove_file(path);
         }
         r.map(|_| serde_json::Value::Null)
-    } else if args.all && stream {
-        // Stream list items as pages arrive: memory stays flat however large the workspace.
-        let mut emit = |page: &serde_json::Value, keys: &[String]| {
-            let mut buf = String::new();
-            for k in keys.iter().take(1) {
-                for item in page[k.as_str()].as_array().into_iter().flatten() {
-                    buf.push_str(&serde_json::to_string(item).unwrap_or_default());
-                    buf.push('\n');
-                }
-            }
-            out.write_str(&buf);
-            out.flush();
-            !out.is_broken()
-        };
-        rt.block_on(call_method(
-            &client,
-            action,
-            values,
-            &settings,
-            opts,
-            Some(&mut emit),
-        ))
-        .map(|_| serde_json::Value::Null)
     } else if args.link_mentions {
         rt.block_on(async {
             let mut dir = crate::actions::directory::Directory::new(&client, &settings, &values);
@@ -306,6 +278,29 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             }
             Err(e)
         }
+    }
+}
+
+/// The items of a page's (first) list field, one JSON document per line.
+fn jsonl_items(page: &serde_json::Value, keys: &[String]) -> String {
+    let mut buf = String::new();
+    for k in keys.iter().take(1) {
+        for item in page[k.as_str()].as_array().into_iter().flatten() {
+            buf.push_str(&serde_json::to_string(item).unwrap_or_default());
+            buf.push('\n');
+        }
+    }
+    buf
+}
+
+/// Writes the cursor aside and renames it into place, so a crash never leaves half a cursor.
+fn save_cursor(path: &std::path::Path, cursor: &str) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, cursor)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .is_err()
+    {
+        crate::log::warn(&format!("cannot save the cursor to {}", path.display()));
     }
 }
 
