@@ -17,6 +17,13 @@ pub fn warn(msg: &str) {
     }
 }
 
+/// A status line (e.g. the sensor's connection state); silenced by `--quiet`.
+pub fn info(msg: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        line(&format!("slackctl: {msg}"));
+    }
+}
+
 pub fn debug(msg: &str) {
     line(&format!("slackctl: debug: {msg}"));
 }
