@@ -6,3 +6,4 @@ mod support;
 mod catalog;
 mod config;
 mod run;
+mod sensor;
