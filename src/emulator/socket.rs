@@ -664,7 +664,7 @@ where
                 }
             },
             _ = ping.tick(), if !silent && kind == Kind::Socket => {
-                if ws.send(Message::Ping(Bytes::from_static(b"emulator").into())).await.is_err() {
+                if ws.send(Message::Ping(Bytes::from_static(b"emulator"))).await.is_err() {
                     break;
                 }
             }

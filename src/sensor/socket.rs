@@ -562,7 +562,9 @@ async fn connection(
     }
 
     let tick_every = (timing.ping_interval / 4)
-        .min(timing.pong_timeout / 2)
+        .min(timing.pong_timeout / 4)
+        .min(timing.idle_timeout / 4)
+        .min(Duration::from_secs(1))
         .max(Duration::from_millis(20));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -393,13 +393,21 @@ fn silent_socket_is_noticed_by_the_pong_timeout() {
 #[test]
 fn idle_watchdog_reconnects_a_socket_with_no_traffic() {
     let emu = Emu::start();
+    // The server pings often (traffic); the client pings rarely, so only the no-traffic rule
+    // can notice the silence.
+    socket_action(&emu, "config", json!({"ping_interval_ms": 100}));
     let s = Sensor::start(
         &emu,
-        // Pings rarer than the watchdog: only the no-traffic rule can fire.
-        &["--ping-interval", "30", "--idle-timeout", "0.5"],
+        &["--ping-interval", "30", "--idle-timeout", "0.6"],
         &[],
     );
     let first = wait_fresh_conn(&emu, "socket_mode", &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        open_conns(&emu, "socket_mode"),
+        [first],
+        "server pings keep it alive"
+    );
     socket_action(&emu, "silent", json!({}));
     s.wait_stderr("nothing received");
     wait_fresh_conn(&emu, "socket_mode", &[first]);
@@ -991,4 +999,17 @@ fn st2_python_sensor_dispatches_lines() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn demo_shows_a_posted_message_coming_back_as_a_trigger() {
+    let out = slackctl(&["demo"]);
+    out.assert_code(0).assert_no_panic();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(r#"{"trigger":"slack.message""#))
+        .unwrap_or_else(|| panic!("no trigger line in the demo:\n{}", out.stdout));
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["payload"]["text"], "Hello from slackctl");
 }
