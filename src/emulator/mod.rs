@@ -37,7 +37,26 @@
 //! * `GET /_emulator/messages?channel=<id|name>`: the stored messages of a channel, oldest
 //!   first, thread replies included.
 //!
-//! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]).
+//! * `POST /_emulator/messages`: posts messages as anyone (`user`, `as: "bot" | "webhook"`,
+//!   `subtype`, `thread_ts`, `count` for a same-second batch, DMs via a `U…` channel); see
+//!   `control::post_messages`.
+//!
+//! # Event delivery
+//!
+//! * `GET /link/?ticket=…` (Socket Mode) and `GET /websocket/?ticket=…` (RTM): WebSocket
+//!   upgrades on this port, with the single-use tickets that `apps.connections.open` and
+//!   `rtm.connect` hand out (`socket.rs`).
+//! * `GET /_emulator/sockets`: connections, unacked/queued envelopes, delivery counters, config.
+//! * `POST /_emulator/sockets/<action>`: `disconnect` (`{"reason": "warning" |
+//!   "refresh_requested" | "too_many_websockets" | "link_disabled", "target": "newest" | "all" |
+//!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging),
+//!   `redeliver` (`{"count": n, "same_envelope": false}`), `config` (`{"ack_timeout_ms",
+//!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms"}`).
+//! * `POST|DELETE /_emulator/events/subscribe`, `POST /_emulator/events/redeliver`,
+//!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
+//!
+//! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]);
+//! edits and deletions as `message_changed` / `message_deleted` events.
 
 mod control;
 mod events;
