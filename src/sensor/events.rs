@@ -27,6 +27,9 @@ struct Receiver {
     end: watch::Sender<Option<Ending>>,
 }
 
+/// How long in-flight requests may take to finish after a stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Slack's payloads are small; anything this large is not from Slack.
 const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -57,13 +60,13 @@ pub async fn run(
         .fallback(receive)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(rx.clone());
-    let (stopped_tx, stopped_rx) = watch::channel(Ending::Stopped);
+    let (decided_tx, mut decided_rx) = watch::channel(None::<Ending>);
     let shutdown = async move {
         let ending = tokio::select! {
             _ = stop.changed() => Ending::Stopped,
             e = end_rx.wait_for(Option::is_some) => e.ok().and_then(|e| *e).unwrap_or(Ending::Stopped),
         };
-        let _ = stopped_tx.send(ending);
+        let _ = decided_tx.send(Some(ending));
     };
     let saver = {
         let rx = rx.clone();
@@ -75,14 +78,41 @@ pub async fn run(
             }
         })
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    let decided_peek = decided_rx.clone();
+    let mut server_done = false;
+    let outcome = tokio::select! {
+        // A clean end means the shutdown future ran (its decision is set); anything else is
+        // an I/O failure.
+        r = &mut server => {
+            server_done = true;
+            match r {
+                Ok(Ok(())) => Ok(decided_peek.borrow().unwrap_or(Ending::Stopped)),
+                Ok(Err(e)) => Err(Error::failed(format!("the Events API receiver failed: {e}"))),
+                Err(_) => Err(Error::failed("the Events API receiver stopped unexpectedly")),
+            }
+        }
+        e = decided_rx.wait_for(Option::is_some) => {
+            Ok(e.ok().and_then(|e| *e).unwrap_or(Ending::Stopped))
+        }
+    };
+    if !server_done {
+        // Requests already being handled finish (their lines are written); a client that
+        // keeps its connection open cannot hold the exit back for long.
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
     saver.abort();
     rx.pipeline.lock().await.save();
-    served.map_err(|e| Error::failed(format!("the Events API receiver failed: {e}")))?;
-    let ending = *stopped_rx.borrow();
-    Ok(ending)
+    outcome
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
