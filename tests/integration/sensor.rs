@@ -368,7 +368,12 @@ fn dropped_socket_reconnects_and_redelivers_unacknowledged_events() {
 #[test]
 fn silent_socket_is_noticed_by_the_pong_timeout() {
     let emu = Emu::start();
-    socket_action(&emu, "config", json!({"ack_timeout_ms": 400}));
+    // Until the client notices, redeliveries still go to the deaf socket: allow many.
+    socket_action(
+        &emu,
+        "config",
+        json!({"ack_timeout_ms": 400, "max_attempts": 100}),
+    );
     let s = Sensor::start(
         &emu,
         &["--ping-interval", "0.2", "--pong-timeout", "0.6"],
