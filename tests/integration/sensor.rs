@@ -18,6 +18,8 @@ struct Sensor {
     child: Child,
     lines: mpsc::Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// The stderr reader; joined once the process has exited, so nothing is missed.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sensor {
@@ -48,7 +50,7 @@ impl Sensor {
         let stderr = Arc::new(Mutex::new(String::new()));
         let err = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut r = BufReader::new(err);
             let mut buf = String::new();
             while let Ok(n) = r.read_line(&mut buf) {
@@ -63,6 +65,7 @@ impl Sensor {
             child,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -125,6 +128,9 @@ impl Sensor {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                if let Some(r) = self.stderr_reader.take() {
+                    let _ = r.join();
+                }
                 return s.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
