@@ -132,8 +132,10 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
     let rt = super::runtime()?;
     let ending = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Registered before anything starts, so an early SIGTERM is never the default kill.
+        let signals = Signals::register();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             crate::log::info("sensor stopping: finishing what was already received");
             let _ = stop_tx.send(true);
             // Keep the sender alive: dropping it would look like a second stop.
@@ -147,17 +149,36 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
     Ok(crate::exit::SUCCESS)
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, registered at once (a handler registered lazily would let a signal
+/// that arrives early kill the process the default way).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = signal(SignalKind::terminate())
+                .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
+                .ok();
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.unix {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},
+                _ = int.recv() => {},
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
