@@ -12,4 +12,5 @@ pub mod output;
 pub mod params;
 pub mod redact;
 pub mod run;
+pub mod sensor;
 pub mod transport;

@@ -120,6 +120,11 @@ pub fn demo() -> Result<u8> {
             hist["messages"][0]["text"], hist["messages"][0]["ts"]
         ));
 
+        out.write_str("\n== The posted message comes back as a StackStorm trigger\n$ SLACK_APP_TOKEN=xapp-… slackctl sensor --allow-bot-messages --max-messages 1\n");
+        out.flush();
+        let line = demo_sensor(&settings).await?;
+        out.write_str(&format!("{line}\n(the body st2's webhook takes: slackctl sensor | while read -r l; do curl -sS -X POST https://st2/api/v1/webhooks/st2 -H \"St2-Api-Key: $KEY\" -H 'Content-Type: application/json' -d \"$l\"; done)\n"));
+
         out.write_str(&step("Bad input is caught before anything is sent", "chat.postMessage text=oops"));
         let action = catalog::find("chat.postMessage").expect("catalogued");
         let raw = params::parse_cli(&["text=oops".to_string()])?;
@@ -136,6 +141,48 @@ pub fn demo() -> Result<u8> {
         running.shutdown().await;
         Ok(crate::exit::SUCCESS)
     })
+}
+
+/// Runs the sensor in-process over Socket Mode until it has written one trigger line, and
+/// returns that line. The emulator kept the earlier post for the first socket to connect.
+async fn demo_sensor(base: &Settings) -> Result<String> {
+    use crate::sensor::{self, Filter, Options, Timing, pipeline::FnSink};
+    use std::sync::{Arc, Mutex};
+    let mut settings = base.clone();
+    settings.app_token = Some(crate::redact::Secret::new(emulator::tokens::APP));
+    settings.sensor.mode = crate::config::SensorMode::Socket;
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = {
+        let lines = lines.clone();
+        FnSink(move |l: &str| {
+            lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(l.to_string());
+            Ok(())
+        })
+    };
+    let opts = Options {
+        // The demo posts with the bot token, so let bot messages through.
+        filter: Filter::new(true, Vec::new(), false, false),
+        strip_formatting: false,
+        listen: None,
+        state_dir: None,
+        max_messages: Some(1),
+        timing: Timing::default(),
+        verbose: false,
+    };
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = sensor::run(&settings, opts, Box::new(sink), stop_rx);
+    tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .map_err(|_| Error::failed("the demo sensor received nothing within 10 seconds"))??;
+    let first = lines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first()
+        .cloned();
+    first.ok_or_else(|| Error::failed("the demo sensor wrote no line"))
 }
 
 async fn demo_call(

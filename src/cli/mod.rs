@@ -5,6 +5,7 @@
 pub mod action;
 pub mod emulator;
 pub mod run;
+pub mod sensor;
 
 use crate::config::{Env, Flags};
 use crate::error::Result;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
     name = "slackctl",
     version,
     about = "Run Slack's Web API the StackStorm way: every method as an st2 action, a sensor, and a built-in Slack emulator",
-    after_help = "Environment: SLACK_TOKEN, SLACK_APP_TOKEN, SLACK_WEBHOOK_URL, SLACK_SIGNING_SECRET, SLACK_API_URL, SLACKCTL_CONFIG.\nExit codes: 0 success, 1 the action failed, 2 usage/validation/config error (nothing sent)."
+    after_help = "Environment: SLACK_TOKEN, SLACK_APP_TOKEN, SLACK_WEBHOOK_URL, SLACK_SIGNING_SECRET, SLACK_RTM_TOKEN, SLACK_API_URL, SLACKCTL_CONFIG.\nExit codes: 0 success, 1 the action failed, 2 usage/validation/config error (nothing sent)."
 )]
 pub struct Cli {
     /// Config file (st2's slack.yaml format). Default: $SLACKCTL_CONFIG, ~/.config/slackctl/slack.yaml, /opt/stackstorm/configs/slack.yaml
@@ -57,6 +58,8 @@ pub enum Command {
     Action(action::ActionCommand),
     /// Run an action: `slackctl run chat.postMessage channel=C123 text=hi`
     Run(run::RunArgs),
+    /// Receive Slack messages and print one st2 `slack.message` trigger per line (Socket Mode, RTM or Events API)
+    Sensor(sensor::SensorArgs),
     /// Run the built-in Slack emulator on loopback
     Emulator(emulator::EmulatorArgs),
     /// Start the emulator in-process and run a few actions against it through the real client
@@ -80,6 +83,7 @@ impl Cli {
             retries: self.retries,
             no_rate_limit: self.no_rate_limit,
             max_wait: self.max_wait,
+            ..Flags::default()
         }
     }
 }
@@ -91,6 +95,7 @@ pub fn dispatch(cli: Cli, env: Env) -> Result<u8> {
     match cli.command {
         Command::Action(cmd) => action::run(cmd),
         Command::Run(args) => run::run(args, &flags, &env, cli.verbose),
+        Command::Sensor(args) => sensor::run(args, &flags, &env, cli.verbose),
         Command::Emulator(args) => emulator::run(args),
         Command::Demo => emulator::demo(),
         Command::Completions { shell } => {

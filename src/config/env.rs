@@ -12,6 +12,14 @@ pub const SLACK_APP_TOKEN: &str = "SLACK_APP_TOKEN";
 pub const SLACK_WEBHOOK_URL: &str = "SLACK_WEBHOOK_URL";
 /// Events API signing secret; beats `sensor.signing_secret`.
 pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
+/// Legacy RTM token (classic apps); beats `sensor.token`.
+pub const SLACK_RTM_TOKEN: &str = "SLACK_RTM_TOKEN";
+/// Sensor transport: `auto`, `socket`, `rtm` or `events`; beats `sensor.mode`.
+pub const SLACKCTL_SENSOR_MODE: &str = "SLACKCTL_SENSOR_MODE";
+/// `true`/`false`: strip Slack markup in trigger text; beats `sensor.strip_formatting`.
+pub const SLACKCTL_STRIP_FORMATTING: &str = "SLACKCTL_STRIP_FORMATTING";
+/// `true`/`false`: emit bot and app messages; beats `sensor.allow_bot_messages`.
+pub const SLACKCTL_ALLOW_BOT_MESSAGES: &str = "SLACKCTL_ALLOW_BOT_MESSAGES";
 /// Web API base URL, replacing `https://slack.com/api/` (e.g. the emulator's).
 pub const SLACK_API_URL: &str = "SLACK_API_URL";
 /// Path of the config file.
@@ -43,8 +51,24 @@ pub const DOCUMENTED: &[(&str, &str)] = &[
         "Events API signing secret; beats sensor.signing_secret",
     ),
     (
+        SLACK_RTM_TOKEN,
+        "legacy RTM token for `sensor --mode rtm`; beats sensor.token",
+    ),
+    (
         SLACK_API_URL,
         "Web API base URL (default https://slack.com/api/)",
+    ),
+    (
+        SLACKCTL_SENSOR_MODE,
+        "sensor transport: auto, socket, rtm or events; beats sensor.mode",
+    ),
+    (
+        SLACKCTL_STRIP_FORMATTING,
+        "true/false; beats sensor.strip_formatting",
+    ),
+    (
+        SLACKCTL_ALLOW_BOT_MESSAGES,
+        "true/false; beats sensor.allow_bot_messages",
     ),
     (
         SLACKCTL_CONFIG,
@@ -67,8 +91,12 @@ impl Env {
             SLACK_APP_TOKEN,
             SLACK_WEBHOOK_URL,
             SLACK_SIGNING_SECRET,
+            SLACK_RTM_TOKEN,
             SLACK_API_URL,
             SLACKCTL_CONFIG,
+            SLACKCTL_SENSOR_MODE,
+            SLACKCTL_STRIP_FORMATTING,
+            SLACKCTL_ALLOW_BOT_MESSAGES,
             XDG_CONFIG_HOME,
             HOME,
             XDG_STATE_HOME,

@@ -178,6 +178,67 @@ pub struct Flags {
     pub no_rate_limit: bool,
     /// `--max-wait SECS`: the longest wait for a rate-limit slot.
     pub max_wait: Option<f64>,
+    /// `sensor --mode`.
+    pub sensor_mode: Option<String>,
+    /// `sensor --strip-formatting` (only ever `Some(true)`: a flag cannot say false).
+    pub strip_formatting: Option<bool>,
+    /// `sensor --allow-bot-messages`.
+    pub allow_bot_messages: Option<bool>,
+}
+
+/// How `slackctl sensor` receives events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorMode {
+    /// Socket Mode when an app token is configured, else RTM when an RTM token is.
+    Auto,
+    Socket,
+    Rtm,
+    Events,
+}
+
+impl SensorMode {
+    pub fn parse(s: &str) -> Option<SensorMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Some(SensorMode::Auto),
+            "socket" | "socket_mode" | "socket-mode" => Some(SensorMode::Socket),
+            "rtm" => Some(SensorMode::Rtm),
+            "events" | "events_api" | "http" => Some(SensorMode::Events),
+            _ => None,
+        }
+    }
+}
+
+/// The sensor's resolved settings (its secrets live in [`Settings`] with the others).
+#[derive(Debug, Clone)]
+pub struct SensorSettings {
+    pub mode: SensorMode,
+    pub strip_formatting: bool,
+    pub allow_bot_messages: bool,
+    /// RTM token: `SLACK_RTM_TOKEN`, else `sensor.token`.
+    pub rtm_token: Option<Secret>,
+}
+
+impl Default for SensorSettings {
+    fn default() -> Self {
+        SensorSettings {
+            mode: SensorMode::Auto,
+            strip_formatting: false,
+            allow_bot_messages: false,
+            rtm_token: None,
+        }
+    }
+}
+
+/// A boolean from the environment: true/false, yes/no, on/off, 1/0.
+fn env_bool(env: &Env, name: &str) -> Result<Option<bool>> {
+    let Some(v) = env.get(name) else {
+        return Ok(None);
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(Error::config(format!("{name}={v} is not a boolean")).hint("use true or false")),
+    }
 }
 
 /// Everything resolved, ready to use.
@@ -189,6 +250,7 @@ pub struct Settings {
     pub app_token: Option<Secret>,
     pub webhook_url: Option<Secret>,
     pub signing_secret: Option<Secret>,
+    pub sensor: SensorSettings,
     pub timeout: Duration,
     pub retries: u32,
     /// Whether `api_url` came from an explicit setting (changes `users.admin.invite`'s host).
@@ -431,6 +493,37 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
     if !api_url.ends_with('/') {
         api_url.push('/');
     }
+    let rtm_token = secret(
+        env.get(env::SLACK_RTM_TOKEN)
+            .or(Some(file.sensor.token.as_str())),
+    );
+    let mode_text = flags
+        .sensor_mode
+        .as_deref()
+        .map(|m| (m, "--mode"))
+        .or(env
+            .get(env::SLACKCTL_SENSOR_MODE)
+            .map(|m| (m, env::SLACKCTL_SENSOR_MODE)))
+        .or(file.sensor.mode.as_deref().map(|m| (m, "sensor.mode")));
+    let mode = match mode_text {
+        None => SensorMode::Auto,
+        Some((m, from)) => SensorMode::parse(m).ok_or_else(|| {
+            Error::config(format!("{from}: unknown sensor mode `{m}`"))
+                .hint("use auto, socket, rtm or events")
+        })?,
+    };
+    let sensor = SensorSettings {
+        mode,
+        strip_formatting: flags
+            .strip_formatting
+            .or(env_bool(env, env::SLACKCTL_STRIP_FORMATTING)?)
+            .unwrap_or(file.sensor.strip_formatting),
+        allow_bot_messages: flags
+            .allow_bot_messages
+            .or(env_bool(env, env::SLACKCTL_ALLOW_BOT_MESSAGES)?)
+            .unwrap_or(file.sensor.allow_bot_messages),
+        rtm_token,
+    };
     let timeout = flags.timeout.or(file.timeout).unwrap_or(30.0);
     if !(timeout.is_finite() && timeout > 0.0) {
         return Err(Error::config(format!(
@@ -470,6 +563,7 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         app_token,
         webhook_url,
         signing_secret,
+        sensor,
         timeout: Duration::from_secs_f64(timeout),
         retries: flags.retries.or(file.retries).unwrap_or(3),
         api_url_explicit,
@@ -502,6 +596,7 @@ impl Settings {
             app_token: None,
             webhook_url: None,
             signing_secret: None,
+            sensor: SensorSettings::default(),
             timeout: Duration::from_secs(30),
             retries: 3,
             api_url_explicit: true,
@@ -600,6 +695,55 @@ mod tests {
             ..flags
         };
         assert_eq!(resolve(&flags, &e).unwrap().api_url, "http://flag.example/");
+    }
+
+    #[test]
+    fn sensor_settings_follow_the_same_precedence() {
+        let dir = std::env::temp_dir().join(format!("slackctl-cfg-sensor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("slack.yaml");
+        std::fs::write(
+            &f,
+            "sensor:\n  token: xoxp-rtm-from-file\n  mode: rtm\n  strip_formatting: true\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(f),
+            ..Default::default()
+        };
+        let s = resolve(&flags, &env(&[])).unwrap().sensor;
+        assert_eq!(s.mode, SensorMode::Rtm);
+        assert!(s.strip_formatting && !s.allow_bot_messages);
+        assert_eq!(s.rtm_token.unwrap().expose(), "xoxp-rtm-from-file");
+        let e = env(&[
+            ("SLACKCTL_SENSOR_MODE", "socket"),
+            ("SLACKCTL_STRIP_FORMATTING", "false"),
+            ("SLACKCTL_ALLOW_BOT_MESSAGES", "yes"),
+            ("SLACK_RTM_TOKEN", "xoxp-rtm-from-env"),
+        ]);
+        let s = resolve(&flags, &e).unwrap().sensor;
+        assert_eq!(s.mode, SensorMode::Socket);
+        assert!(!s.strip_formatting && s.allow_bot_messages);
+        assert_eq!(s.rtm_token.unwrap().expose(), "xoxp-rtm-from-env");
+        let flags = Flags {
+            sensor_mode: Some("events".into()),
+            strip_formatting: Some(true),
+            ..flags
+        };
+        let s = resolve(&flags, &e).unwrap().sensor;
+        assert_eq!(s.mode, SensorMode::Events);
+        assert!(s.strip_formatting);
+        let bad = env(&[("SLACKCTL_SENSOR_MODE", "carrier-pigeon")]);
+        assert!(resolve(&flags_without_mode(&flags), &bad).is_err());
+        let bad = env(&[("SLACKCTL_STRIP_FORMATTING", "maybe")]);
+        assert!(resolve(&flags, &bad).is_err());
+    }
+
+    fn flags_without_mode(f: &Flags) -> Flags {
+        Flags {
+            sensor_mode: None,
+            ..f.clone()
+        }
     }
 
     #[test]

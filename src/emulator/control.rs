@@ -465,3 +465,96 @@ pub async fn delete_rate_limits(State(shared): State<Arc<Shared>>) -> Response {
     shared.limits.set(None);
     (StatusCode::OK, "ok").into_response()
 }
+
+/// `POST /_emulator/messages`: posts messages as anyone, the way tests need them.
+///
+/// `{"channel": "C…" | "name" | "#name" | "D…" | "U…" (the DM between `user` and that user),
+///   "user": "U0000001", "as": "user" | "bot" | "webhook", "text": "…", "count": 1,
+///   "subtype": "…", "thread_ts": "…", "reply_broadcast": false, "username": "…",
+///   "extra": {…}}`
+///
+/// `as: "bot"` posts as the app's bot user (a `bot_id`, no subtype, like a modern app);
+/// `as: "webhook"` posts like an incoming webhook (`subtype: bot_message`, no user). With
+/// `count` > 1 the texts get ` 1`, ` 2`, … appended and the messages share one second.
+/// Answers `{"ok": true, "channel": "C…", "messages": [stored messages]}`.
+pub async fn post_messages(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    use super::state::{Author, BOT_USER_ID, NewMessage, OWNER_ID};
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"ok": false, "error": "invalid_request", "detail": "body must be a JSON object"}),
+            );
+        }
+    };
+    let Some(channel) = v["channel"].as_str() else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"ok": false, "error": "invalid_request", "detail": "`channel` is required"}),
+        );
+    };
+    let user = v["user"].as_str().unwrap_or(OWNER_ID).to_string();
+    let username = v["username"].as_str().map(String::from);
+    let author = match v["as"].as_str().unwrap_or("user") {
+        "bot" => Author::Bot {
+            user: Some(BOT_USER_ID.to_string()),
+            username,
+        },
+        "webhook" => Author::Bot {
+            user: None,
+            username,
+        },
+        _ => Author::User(user.clone()),
+    };
+    let count = v["count"].as_u64().unwrap_or(1).clamp(1, 1000);
+    let text = v["text"]
+        .as_str()
+        .unwrap_or("hello from the emulator")
+        .to_string();
+    let mut extra = v["extra"].as_object().cloned().unwrap_or_default();
+    if let Some(sub) = v["subtype"].as_str() {
+        extra.insert("subtype".into(), json!(sub));
+    }
+    let mut ws = shared.lock();
+    let idx = if channel.starts_with('U') && ws.user(channel).is_some() {
+        let id = ws.open_direct(&[user.clone(), channel.to_string()]);
+        ws.channel_index(&id)
+    } else {
+        ws.channel_index(channel)
+            .or_else(|| ws.channel_by_name(channel.trim_start_matches('#')))
+    };
+    let Some(idx) = idx else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"ok": false, "error": "channel_not_found"}),
+        );
+    };
+    if count > 1 {
+        ws.same_second(count);
+    }
+    let mut stored = Vec::new();
+    for i in 1..=count {
+        let text = if count > 1 {
+            format!("{text} {i}")
+        } else {
+            text.clone()
+        };
+        stored.push(ws.post_message(
+            idx,
+            NewMessage {
+                author: author.clone(),
+                text,
+                extra: extra.clone(),
+                thread_ts: v["thread_ts"].as_str().map(String::from),
+                broadcast: v["reply_broadcast"].as_bool().unwrap_or(false),
+            },
+        ));
+    }
+    let id = ws.channels[idx].id.clone();
+    drop(ws);
+    json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "channel": id, "messages": stored}),
+    )
+}

@@ -6,6 +6,7 @@
 
 use super::files;
 use super::request::{ApiError, TokenKind};
+use super::socket::Kind as SocketKind;
 use super::state::{
     APP_ID, Author, BOT_ID, BOT_USER_ID, Kind, NewMessage, TEAM_DOMAIN, TEAM_ID, TEAM_NAME,
     Workspace, now_secs, parse_ts,
@@ -230,20 +231,23 @@ fn auth_test(ctx: &mut Ctx) -> Answer {
     Ok(m)
 }
 
-fn ws_url(ctx: &Ctx, path: &str) -> String {
+fn ws_url(ctx: &Ctx, path: &str, kind: SocketKind) -> String {
     let host = ctx.base_url().trim_start_matches("http://");
-    let mut ws = ctx.lock();
-    let ticket = ws.new_id("");
+    let ticket = ctx.lock().new_id("");
+    ctx.issue_ticket(&ticket, kind);
     format!("ws://{host}/{path}?ticket={ticket}")
 }
 
 fn apps_connections_open(ctx: &mut Ctx) -> Answer {
-    let url = format!("{}&app_id={APP_ID}", ws_url(ctx, "link/"));
+    let url = format!(
+        "{}&app_id={APP_ID}",
+        ws_url(ctx, "link/", SocketKind::Socket)
+    );
     Ok(fields! {"url" => url})
 }
 
 fn rtm_connect(ctx: &mut Ctx) -> Answer {
-    let url = ws_url(ctx, "websocket/");
+    let url = ws_url(ctx, "websocket/", SocketKind::Rtm);
     let ws = ctx.lock();
     let name = ws
         .user(ctx.caller())
@@ -296,6 +300,7 @@ fn chat_update(ctx: &mut Ctx) -> Answer {
     }
     let (_, edited_ts) = ws.next_ts();
     let id = ws.channels[idx].id.clone();
+    let previous = ws.channels[idx].messages[m].to_json();
     let data = &mut ws.channels[idx].messages[m].data;
     if touches_text {
         data.insert("text".into(), json!(text));
@@ -308,6 +313,19 @@ fn chat_update(ctx: &mut Ctx) -> Answer {
         json!({"user": ctx.caller(), "ts": edited_ts}),
     );
     let message = Value::Object(data.clone());
+    // Slack announces an edit as a hidden message_changed event with both versions.
+    ws.announce(
+        idx,
+        json!({
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": true,
+            "message": message,
+            "previous_message": previous,
+            "ts": edited_ts,
+            "event_ts": edited_ts,
+        }),
+    );
     Ok(fields! {
         "channel" => id,
         "ts" => ts,
@@ -328,8 +346,10 @@ fn chat_delete(ctx: &mut Ctx) -> Answer {
     if ctx.token != Some(TokenKind::User) && !owns(ctx, &ws.channels[idx].messages[m].data) {
         return Err(ApiError::new("cant_delete_message"));
     }
+    let (_, event_ts) = ws.next_ts();
     let ch = &mut ws.channels[idx];
     let removed = ch.messages.remove(m);
+    let previous = removed.to_json();
     if let Some(root) = removed.thread_ts().filter(|t| *t != removed.ts)
         && let Some(r) = ch.find(root)
     {
@@ -340,7 +360,20 @@ fn chat_delete(ctx: &mut Ctx) -> Answer {
             .unwrap_or(1);
         parent.insert("reply_count".into(), json!(count.saturating_sub(1)));
     }
-    Ok(fields! {"channel" => ch.id, "ts" => ts})
+    let id = ch.id.clone();
+    ws.announce(
+        idx,
+        json!({
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": true,
+            "deleted_ts": ts,
+            "previous_message": previous,
+            "ts": event_ts,
+            "event_ts": event_ts,
+        }),
+    );
+    Ok(fields! {"channel" => id, "ts" => ts})
 }
 
 fn chat_post_ephemeral(ctx: &mut Ctx) -> Answer {

@@ -40,13 +40,34 @@
 //!   "per_channel": 1, "webhook": 1, "methods": {…}, "enabled": true}`), `DELETE` to stop:
 //!   answer 429 with `Retry-After` when a client exceeds the limits (see `limits.rs`).
 //!
-//! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]).
+//! * `POST /_emulator/messages`: posts messages as anyone (`user`, `as: "bot" | "webhook"`,
+//!   `subtype`, `thread_ts`, `count` for a same-second batch, DMs via a `U…` channel); see
+//!   `control::post_messages`.
+//!
+//! # Event delivery
+//!
+//! * `GET /link/?ticket=…` (Socket Mode) and `GET /websocket/?ticket=…` (RTM): WebSocket
+//!   upgrades on this port, with the single-use tickets that `apps.connections.open` and
+//!   `rtm.connect` hand out (`socket.rs`).
+//! * `GET /_emulator/sockets`: connections, unacked/queued envelopes, delivery counters, config.
+//! * `POST /_emulator/sockets/<action>`: `disconnect` (`{"reason": "warning" |
+//!   "refresh_requested" | "too_many_websockets" | "link_disabled", "target": "newest" | "all" |
+//!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging),
+//!   `redeliver` (`{"count": n, "same_envelope": false}`), `config` (`{"ack_timeout_ms",
+//!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms"}`).
+//! * `POST|DELETE /_emulator/events/subscribe`, `POST /_emulator/events/redeliver`,
+//!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
+//!
+//! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]);
+//! edits and deletions as `message_changed` / `message_deleted` events.
 
 mod control;
+mod events;
 mod files;
 mod limits;
 mod methods;
 mod request;
+mod socket;
 mod state;
 mod web_api;
 mod webhook;
@@ -122,6 +143,10 @@ pub(crate) struct Shared {
     page_size: usize,
     limits: limits::Enforcer,
     max_page_size: usize,
+    /// Socket Mode and RTM connections.
+    sockets: socket::Hub,
+    /// The Events API subscription and its deliveries.
+    events_api: events::Events,
 }
 
 impl Shared {
@@ -211,6 +236,7 @@ impl Running {
 
     /// Stops accepting connections, lets open requests finish (up to 5 seconds), and returns.
     pub async fn shutdown(mut self) {
+        self.shared.sockets.shutdown();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -226,6 +252,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.shared.sockets.shutdown();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -252,13 +279,81 @@ fn router(shared: Arc<Shared>) -> Router {
                 .post(control::post_faults)
                 .delete(control::delete_faults),
         )
-        .route("/_emulator/messages", get(control::get_messages))
+        .route(
+            "/_emulator/messages",
+            get(control::get_messages).post(control::post_messages),
+        )
+        .route("/link/", get(socket::link))
+        .route("/websocket/", get(socket::rtm))
+        .route("/_emulator/sockets", get(socket::get_sockets))
+        .route("/_emulator/sockets/{action}", post(socket::post_action))
+        .route("/_emulator/events", get(events::get_events))
+        .route(
+            "/_emulator/events/subscribe",
+            post(events::subscribe).delete(events::unsubscribe),
+        )
+        .route("/_emulator/events/redeliver", post(events::redeliver))
         .route(
             "/_emulator/rate_limits",
             post(control::post_rate_limits).delete(control::delete_rate_limits),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
+}
+
+/// The Events API wrapper (`event_callback`) around a message event, numbered `n`.
+fn event_callback(event: &Value, n: u64) -> Value {
+    let time = event["event_ts"]
+        .as_str()
+        .or(event["ts"].as_str())
+        .and_then(|t| t.split('.').next())
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or_else(state::now_secs);
+    json!({
+        "token": "EmulatorVerificationToken",
+        "team_id": state::TEAM_ID,
+        "context_team_id": state::TEAM_ID,
+        "api_app_id": state::APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": format!("Ev0E{n:08}"),
+        "event_time": time,
+        "authorizations": [{
+            "enterprise_id": null,
+            "team_id": state::TEAM_ID,
+            "user_id": state::BOT_USER_ID,
+            "is_bot": true,
+            "is_enterprise_install": false,
+        }],
+        "is_ext_shared_channel": false,
+        "event_context": format!("4-emulator-{n}"),
+    })
+}
+
+/// Turns every new message event into Socket Mode envelopes, RTM frames and Events API
+/// deliveries. Subscribed before the server starts, so no event is missed.
+fn spawn_dispatcher(shared: Arc<Shared>) {
+    let mut rx = shared.events.subscribe();
+    let mut stop = shared.sockets.subscribe_stop();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let event = tokio::select! {
+                e = rx.recv() => e,
+                _ = stop.changed() => break,
+            };
+            let event = match event {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            n += 1;
+            let callback = event_callback(&event, n);
+            shared.sockets.publish(callback.clone());
+            shared.sockets.publish_rtm(&event);
+            events::publish(&shared, callback);
+        }
+    });
 }
 
 /// Binds `opts.listen`, seeds the workspace and serves it on the current tokio runtime.
@@ -278,10 +373,14 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         page_size: opts.page_size.max(1),
         limits: limits::Enforcer::default(),
         max_page_size: opts.max_page_size.max(1),
+        sockets: socket::Hub::default(),
+        events_api: events::Events::default(),
     });
     if opts.rate_limits {
         shared.limits.set(Some(limits::Config::default()));
     }
+    spawn_dispatcher(shared.clone());
+    socket::spawn_ticker(shared.clone());
     // Without TCP_NODELAY, small answers wait on Nagle's algorithm and benchmarks measure
     // the emulator instead of the client.
     let listener = listener.tap_io(|tcp| {

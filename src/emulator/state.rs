@@ -722,6 +722,27 @@ impl Workspace {
         (key, format_ts(key))
     }
 
+    /// Announces an event about channel `idx` that stores nothing (edits, deletions).
+    pub fn announce(&self, idx: usize, mut event: Value) {
+        let ch = &self.channels[idx];
+        event["channel"] = json!(ch.id);
+        event["channel_type"] = json!(ch.kind.event_name());
+        let _ = self.events.send(event);
+    }
+
+    /// Makes the next `count` timestamps share one second (for same-second tests): when they
+    /// would straddle a second boundary, the clock moves to the start of the next second.
+    pub fn same_second(&mut self, count: u64) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let base = now.max(self.last_ts + 1);
+        let last = base + count.saturating_sub(1);
+        if base / 1_000_000 != last / 1_000_000 {
+            self.last_ts = (base / 1_000_000 + 1) * 1_000_000 - 1;
+        }
+    }
+
     /// The one way a message enters the workspace: stores it in channel `idx`, wires up the
     /// thread it replies to, announces it to subscribers, and returns the stored message.
     pub fn post_message(&mut self, idx: usize, msg: NewMessage) -> Value {

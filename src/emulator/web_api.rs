@@ -60,6 +60,12 @@ impl<'a> Ctx<'a> {
         &self.shared.base_url
     }
 
+    /// Registers a single-use WebSocket ticket handed out by `apps.connections.open` or
+    /// `rtm.connect`.
+    pub fn issue_ticket(&self, ticket: &str, kind: super::socket::Kind) {
+        self.shared.sockets.issue_ticket(ticket, kind);
+    }
+
     /// The page size: `limit` when given and positive, else the default; never more than
     /// the server's cap (1,000 unless `--max-page-size` lowers it).
     pub fn limit(&self) -> usize {

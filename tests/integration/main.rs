@@ -10,3 +10,4 @@ mod config;
 mod pacing;
 mod pack;
 mod run;
+mod sensor;

@@ -1,0 +1,766 @@
+//! The emulator's WebSockets: Socket Mode (`/link/`) and RTM (`/websocket/`), served on the
+//! emulator's own port. `apps.connections.open` and `rtm.connect` hand out single-use tickets
+//! for these paths; the upgrade is accepted here (hyper's upgrade on the axum request, wrapped
+//! with tokio-tungstenite) and each socket gets a task.
+//!
+//! Every new message event (the workspace's broadcast) becomes:
+//! * a Socket Mode envelope (`events_api`, with an `event_callback` payload and an `event_id`)
+//!   sent to exactly one connection — the newest one that was not told to go — and tracked until
+//!   acknowledged. Unacknowledged envelopes are sent again after the ack timeout with
+//!   `retry_attempt` + 1 and `retry_reason: "timeout"`; envelopes of a closed socket at once.
+//!   With no connection at all they wait (bounded) for the next one;
+//! * an RTM event frame for every RTM connection (no `channel_type`, as RTM has none);
+//! * an Events API delivery when a URL is subscribed (see `events.rs`).
+//!
+//! Scripted faults (`POST /_emulator/sockets/<action>`): `disconnect` (with a `reason`),
+//! `goodbye` (RTM), `drop` (close the TCP connection without a close frame), `silent` (stop
+//! reading, writing and answering pings), `redeliver` (send recent envelopes again), and
+//! `config` (ack timeout, ack processing delay, server ping interval, retry limit, grace before
+//! a told-to-go socket is closed).
+
+use super::Shared;
+use super::json_response;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// Which protocol a socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Socket,
+    Rtm,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Socket => "socket_mode",
+            Kind::Rtm => "rtm",
+        }
+    }
+}
+
+/// Tunables, changed with `POST /_emulator/sockets/config`.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// An envelope not acknowledged within this time is sent again.
+    pub ack_timeout: Duration,
+    /// Acks are taken into account only after this delay (to provoke redeliveries).
+    pub ack_delay: Duration,
+    /// How often the server pings Socket Mode clients.
+    pub ping_interval: Duration,
+    /// Deliveries per envelope before it is given up.
+    pub max_attempts: u64,
+    /// How long a socket told to go (`disconnect`, `goodbye`) stays open if the client keeps it.
+    pub disconnect_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ack_timeout: Duration::from_millis(2000),
+            ack_delay: Duration::ZERO,
+            ping_interval: Duration::from_secs(10),
+            max_attempts: 6,
+            disconnect_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Slack allows this many Socket Mode connections per app.
+pub const MAX_SOCKETS: usize = 10;
+/// Envelopes waiting for a connection beyond this are dropped (oldest first).
+const QUEUE_LIMIT: usize = 10_000;
+/// Envelopes remembered for forced redelivery.
+const RECENT_LIMIT: usize = 100;
+
+#[derive(Debug)]
+enum Out {
+    Text(String),
+    Drop,
+    Silent,
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State_ {
+    Open,
+    /// Told to go; receives nothing new.
+    Draining,
+    Silent,
+}
+
+struct Conn {
+    id: u64,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<Out>,
+    state: State_,
+    since: Instant,
+}
+
+/// One event callback on its way to a Socket Mode client.
+#[derive(Clone)]
+struct Envelope {
+    envelope_id: String,
+    payload: Value,
+    attempt: u64,
+    reason: &'static str,
+}
+
+impl Envelope {
+    fn frame(&self) -> String {
+        json!({
+            "envelope_id": self.envelope_id,
+            "payload": self.payload,
+            "type": "events_api",
+            "accepts_response_payload": false,
+            "retry_attempt": self.attempt,
+            "retry_reason": self.reason,
+        })
+        .to_string()
+    }
+}
+
+struct Sent {
+    env: Envelope,
+    conn: u64,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Stats {
+    delivered: u64,
+    acked: u64,
+    redelivered: u64,
+    late_acks: u64,
+    given_up: u64,
+}
+
+#[derive(Default)]
+struct HubState {
+    config: Config,
+    tickets: HashMap<String, Kind>,
+    conns: Vec<Conn>,
+    next_conn: u64,
+    next_envelope: u64,
+    unacked: HashMap<String, Sent>,
+    queue: VecDeque<Envelope>,
+    recent: VecDeque<Envelope>,
+    stats: Stats,
+}
+
+/// The sockets' shared state. Its lock is never held across an await.
+pub struct Hub {
+    state: Mutex<HubState>,
+    stop: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            state: Mutex::new(HubState::default()),
+            stop: watch::channel(false).0,
+        }
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn subscribe_stop(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stops every socket task (emulator shutdown).
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Registers a single-use ticket for a WebSocket URL handed out by the Web API.
+    pub fn issue_ticket(&self, ticket: &str, kind: Kind) {
+        let mut h = self.lock();
+        if h.tickets.len() > 10_000 {
+            h.tickets.clear();
+        }
+        h.tickets.insert(ticket.to_string(), kind);
+    }
+
+    fn take_ticket(&self, ticket: &str, kind: Kind) -> bool {
+        let mut h = self.lock();
+        match h.tickets.get(ticket) {
+            Some(k) if *k == kind => {
+                h.tickets.remove(ticket);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn config(&self) -> Config {
+        self.lock().config
+    }
+
+    /// A new event callback for Socket Mode clients.
+    pub fn publish(&self, payload: Value) {
+        let mut h = self.lock();
+        h.next_envelope += 1;
+        let env = Envelope {
+            envelope_id: envelope_id(h.next_envelope),
+            payload,
+            attempt: 0,
+            reason: "",
+        };
+        route(&mut h, env);
+    }
+
+    /// An event for every open RTM connection.
+    pub fn publish_rtm(&self, event: &Value) {
+        let mut e = event.clone();
+        if let Value::Object(m) = &mut e {
+            m.remove("channel_type");
+        }
+        let text = e.to_string();
+        let h = self.lock();
+        for c in h
+            .conns
+            .iter()
+            .filter(|c| c.kind == Kind::Rtm && c.state == State_::Open)
+        {
+            let _ = c.tx.send(Out::Text(text.clone()));
+        }
+    }
+
+    fn register(&self, kind: Kind, tx: mpsc::UnboundedSender<Out>) -> (u64, usize) {
+        let mut h = self.lock();
+        h.next_conn += 1;
+        let id = h.next_conn;
+        h.conns.push(Conn {
+            id,
+            kind,
+            tx,
+            state: State_::Open,
+            since: Instant::now(),
+        });
+        let n = h.conns.iter().filter(|c| c.kind == kind).count();
+        (id, n)
+    }
+
+    /// After `hello`: hands the waiting envelopes to the new connection.
+    fn ready(&self, id: u64) {
+        let mut h = self.lock();
+        let waiting: Vec<Envelope> = h.queue.drain(..).collect();
+        for env in waiting {
+            route(&mut h, env);
+        }
+        let _ = id;
+    }
+
+    fn unregister(&self, id: u64) {
+        let mut h = self.lock();
+        h.conns.retain(|c| c.id != id);
+        // Whatever that socket did not acknowledge goes out again now.
+        let orphans: Vec<String> = h
+            .unacked
+            .iter()
+            .filter(|(_, s)| s.conn == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in orphans {
+            if let Some(s) = h.unacked.remove(&k) {
+                retry(&mut h, s.env);
+            }
+        }
+    }
+
+    fn ack(&self, envelope_id: &str) {
+        let mut h = self.lock();
+        if h.unacked.remove(envelope_id).is_some() {
+            h.stats.acked += 1;
+        } else {
+            h.stats.late_acks += 1;
+        }
+    }
+
+    /// Sends again what was not acknowledged in time (called by the ticker).
+    fn expire(&self) {
+        let mut h = self.lock();
+        let timeout = h.config.ack_timeout;
+        let late: Vec<String> = h
+            .unacked
+            .iter()
+            .filter(|(_, s)| s.at.elapsed() >= timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in late {
+            if let Some(s) = h.unacked.remove(&k) {
+                retry(&mut h, s.env);
+            }
+        }
+    }
+
+    /// Tells sockets to go. Returns how many were told.
+    fn tell(&self, target: &Value, kind: Kind, frame: Value, shared: &Arc<Shared>) -> usize {
+        let ids = self.pick(target, Some(kind));
+        let text = frame.to_string();
+        let grace = self.config().disconnect_grace;
+        let mut h = self.lock();
+        for c in h.conns.iter_mut().filter(|c| ids.contains(&c.id)) {
+            let _ = c.tx.send(Out::Text(text.clone()));
+            c.state = State_::Draining;
+        }
+        drop(h);
+        for id in &ids {
+            let shared = shared.clone();
+            let id = *id;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                shared.sockets.command(id, Out::Close);
+            });
+        }
+        ids.len()
+    }
+
+    fn command(&self, id: u64, out: Out) {
+        let mut h = self.lock();
+        if let Some(c) = h.conns.iter_mut().find(|c| c.id == id) {
+            if matches!(out, Out::Silent) {
+                c.state = State_::Silent;
+            }
+            let _ = c.tx.send(out);
+        }
+    }
+
+    /// Connection ids for a target: `"newest"` (default), `"all"`, or a number.
+    fn pick(&self, target: &Value, kind: Option<Kind>) -> Vec<u64> {
+        let h = self.lock();
+        let mut live: Vec<&Conn> = h
+            .conns
+            .iter()
+            .filter(|c| kind.is_none_or(|k| c.kind == k) && c.state != State_::Silent)
+            .collect();
+        live.sort_by_key(|c| c.id);
+        match target {
+            Value::String(s) if s == "all" => live.iter().map(|c| c.id).collect(),
+            Value::Number(n) => n
+                .as_u64()
+                .filter(|id| live.iter().any(|c| c.id == *id))
+                .into_iter()
+                .collect(),
+            _ => live.last().map(|c| c.id).into_iter().collect(),
+        }
+    }
+
+    /// Sends recent envelopes again as redeliveries.
+    fn redeliver(&self, count: usize, same_envelope: bool) -> usize {
+        let mut h = self.lock();
+        let n = count.min(h.recent.len());
+        let picked: Vec<Envelope> = h.recent.iter().rev().take(n).rev().cloned().collect();
+        for mut env in picked {
+            h.unacked.remove(&env.envelope_id);
+            env.attempt += 1;
+            env.reason = "timeout";
+            if !same_envelope {
+                h.next_envelope += 1;
+                env.envelope_id = envelope_id(h.next_envelope);
+            }
+            h.stats.redelivered += 1;
+            route(&mut h, env);
+        }
+        n
+    }
+
+    fn status(&self) -> Value {
+        let h = self.lock();
+        let conns: Vec<Value> = h
+            .conns
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "kind": c.kind.name(),
+                    "state": match c.state {
+                        State_::Open => "open",
+                        State_::Draining => "draining",
+                        State_::Silent => "silent",
+                    },
+                    "age_ms": c.since.elapsed().as_millis() as u64,
+                })
+            })
+            .collect();
+        let c = h.config;
+        json!({
+            "connections": conns,
+            "unacked": h.unacked.len(),
+            "queued": h.queue.len(),
+            "delivered": h.stats.delivered,
+            "acked": h.stats.acked,
+            "redelivered": h.stats.redelivered,
+            "late_acks": h.stats.late_acks,
+            "given_up": h.stats.given_up,
+            "config": {
+                "ack_timeout_ms": c.ack_timeout.as_millis() as u64,
+                "ack_delay_ms": c.ack_delay.as_millis() as u64,
+                "ping_interval_ms": c.ping_interval.as_millis() as u64,
+                "max_attempts": c.max_attempts,
+                "disconnect_grace_ms": c.disconnect_grace.as_millis() as u64,
+            },
+        })
+    }
+}
+
+/// Envelope ids look like Slack's UUIDs.
+fn envelope_id(n: u64) -> String {
+    format!(
+        "e0e0{:04x}-{:04x}-4000-8000-{:012x}",
+        (n >> 48) & 0xffff,
+        (n >> 32) & 0xffff,
+        n & 0xffff_ffff_ffff
+    )
+}
+
+/// Sends an envelope to the newest Socket Mode connection that may receive, or queues it.
+fn route(h: &mut HubState, env: Envelope) {
+    let target = h
+        .conns
+        .iter()
+        .filter(|c| c.kind == Kind::Socket && c.state != State_::Draining)
+        .max_by_key(|c| c.id)
+        .map(|c| (c.id, c.tx.clone()));
+    match target {
+        Some((id, tx)) => {
+            let _ = tx.send(Out::Text(env.frame()));
+            h.stats.delivered += 1;
+            h.recent.push_back(env.clone());
+            if h.recent.len() > RECENT_LIMIT {
+                h.recent.pop_front();
+            }
+            h.unacked.insert(
+                env.envelope_id.clone(),
+                Sent {
+                    env,
+                    conn: id,
+                    at: Instant::now(),
+                },
+            );
+        }
+        None => {
+            h.queue.push_back(env);
+            if h.queue.len() > QUEUE_LIMIT {
+                h.queue.pop_front();
+                h.stats.given_up += 1;
+            }
+        }
+    }
+}
+
+/// A timed-out or orphaned envelope goes out again as a retry, unless it ran out of attempts.
+fn retry(h: &mut HubState, mut env: Envelope) {
+    if env.attempt + 1 >= h.config.max_attempts {
+        h.stats.given_up += 1;
+        return;
+    }
+    env.attempt += 1;
+    env.reason = "timeout";
+    h.stats.redelivered += 1;
+    route(h, env);
+}
+
+/// Background work: expiring unacknowledged envelopes. Ends with the emulator.
+pub fn spawn_ticker(shared: Arc<Shared>) {
+    let mut stop = shared.sockets.stop.subscribe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => shared.sockets.expire(),
+                _ = stop.changed() => break,
+            }
+        }
+    });
+}
+
+// ---- the upgrade ---------------------------------------------------------------------------
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    let mut r = (status, text.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+pub async fn link(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    upgrade(shared, req, Kind::Socket)
+}
+
+pub async fn rtm(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    upgrade(shared, req, Kind::Rtm)
+}
+
+fn upgrade(shared: Arc<Shared>, mut req: Request, kind: Kind) -> Response {
+    let ticket = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "ticket")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default();
+    let h = req.headers();
+    let is_ws = h
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = h
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
+    };
+    if !is_ws {
+        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
+    }
+    // Slack's socket URLs are single-use.
+    if !shared.sockets.take_ticket(&ticket, kind) {
+        return plain(
+            StatusCode::UNAUTHORIZED,
+            "invalid or used ticket: call apps.connections.open / rtm.connect again\n",
+        );
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        serve(shared, kind, ws).await;
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let hs = resp.headers_mut();
+    hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    hs.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        hs.insert("sec-websocket-accept", v);
+    }
+    resp
+}
+
+/// How long a silent socket is kept before the emulator lets it go.
+const SILENT_LINGER: Duration = Duration::from_secs(60);
+
+async fn serve<S>(shared: Arc<Shared>, kind: Kind, mut ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let hub = &shared.sockets;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (id, count) = hub.register(kind, tx);
+    let mut stop = hub.stop.subscribe();
+    let hello = match kind {
+        Kind::Socket => json!({
+            "type": "hello",
+            "num_connections": count,
+            "debug_info": {"host": "emulator", "build_number": 1, "approximate_connection_time": 18060},
+            "connection_info": {"app_id": super::state::APP_ID},
+        }),
+        Kind::Rtm => json!({"type": "hello"}),
+    };
+    if ws
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        hub.unregister(id);
+        return;
+    }
+    if kind == Kind::Socket && count > MAX_SOCKETS {
+        let bye = json!({"type": "disconnect", "reason": "too_many_websockets",
+                         "debug_info": {"host": "emulator"}});
+        let _ = ws.send(Message::Text(bye.to_string().into())).await;
+        hub.command(id, Out::Close);
+    } else {
+        hub.ready(id);
+    }
+    let mut ping = tokio::time::interval(hub.config().ping_interval);
+    ping.tick().await;
+    let mut silent_since: Option<Instant> = None;
+    loop {
+        let silent = silent_since.is_some();
+        let linger = async {
+            match silent_since {
+                Some(at) => tokio::time::sleep_until((at + SILENT_LINGER).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = ws.next(), if !silent => match frame {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Text(t))) => {
+                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
+                    match kind {
+                        Kind::Socket => {
+                            if let Some(env) = v["envelope_id"].as_str() {
+                                let delay = hub.config().ack_delay;
+                                if delay.is_zero() {
+                                    hub.ack(env);
+                                } else {
+                                    let shared = shared.clone();
+                                    let env = env.to_string();
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(delay).await;
+                                        shared.sockets.ack(&env);
+                                    });
+                                }
+                            }
+                        }
+                        Kind::Rtm if v["type"] == "ping" => {
+                            let mut pong = v.clone();
+                            pong["type"] = json!("pong");
+                            pong["reply_to"] = v["id"].clone();
+                            if let Value::Object(m) = &mut pong {
+                                m.remove("id");
+                            }
+                            if ws.send(Message::Text(pong.to_string().into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Kind::Rtm => {}
+                    }
+                }
+                // Pings are answered by the library while reading.
+                Some(Ok(_)) => {}
+            },
+            out = rx.recv() => match out {
+                None | Some(Out::Close) => {
+                    if !silent {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    }
+                    break;
+                }
+                // Gone without a close frame: the TCP connection just ends.
+                Some(Out::Drop) => break,
+                Some(Out::Silent) => silent_since = Some(Instant::now()),
+                Some(Out::Text(t)) => {
+                    if !silent && ws.send(Message::Text(t.into())).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            _ = ping.tick(), if !silent && kind == Kind::Socket => {
+                if ws.send(Message::Ping(Bytes::from_static(b"emulator"))).await.is_err() {
+                    break;
+                }
+            }
+            _ = linger => break,
+            _ = stop.changed() => break,
+        }
+    }
+    hub.unregister(id);
+}
+
+// ---- control endpoints ---------------------------------------------------------------------
+
+pub async fn get_sockets(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, &shared.sockets.status())
+}
+
+fn bad(detail: &str) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"ok": false, "error": "invalid_request", "detail": detail}),
+    )
+}
+
+fn millis(v: &Value) -> Option<Duration> {
+    v.as_u64().map(Duration::from_millis)
+}
+
+/// `POST /_emulator/sockets/{action}`; see the module documentation.
+pub async fn post_action(
+    State(shared): State<Arc<Shared>>,
+    Path(action): Path<String>,
+    body: Bytes,
+) -> Response {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return bad(&format!("body is not JSON: {e}")),
+        }
+    };
+    let hub = &shared.sockets;
+    let target = v.get("target").cloned().unwrap_or(Value::Null);
+    let kind = match v["kind"].as_str() {
+        Some("socket_mode" | "socket") => Some(Kind::Socket),
+        Some("rtm") => Some(Kind::Rtm),
+        _ => None,
+    };
+    let affected = match action.as_str() {
+        "disconnect" => {
+            let reason = v["reason"].as_str().unwrap_or("refresh_requested");
+            let frame = json!({"type": "disconnect", "reason": reason,
+                               "debug_info": {"host": "emulator"}});
+            hub.tell(&target, Kind::Socket, frame, &shared)
+        }
+        "goodbye" => hub.tell(&target, Kind::Rtm, json!({"type": "goodbye"}), &shared),
+        "drop" | "silent" => {
+            let ids = hub.pick(&target, kind);
+            for id in &ids {
+                hub.command(
+                    *id,
+                    if action == "drop" {
+                        Out::Drop
+                    } else {
+                        Out::Silent
+                    },
+                );
+            }
+            ids.len()
+        }
+        "redeliver" => {
+            let count = v["count"].as_u64().unwrap_or(1) as usize;
+            hub.redeliver(count, v["same_envelope"].as_bool().unwrap_or(false))
+        }
+        "config" => {
+            let mut h = hub.lock();
+            let c = &mut h.config;
+            if let Some(d) = millis(&v["ack_timeout_ms"]) {
+                c.ack_timeout = d.max(Duration::from_millis(10));
+            }
+            if let Some(d) = millis(&v["ack_delay_ms"]) {
+                c.ack_delay = d;
+            }
+            if let Some(d) = millis(&v["ping_interval_ms"]) {
+                c.ping_interval = d.max(Duration::from_millis(10));
+            }
+            if let Some(n) = v["max_attempts"].as_u64() {
+                c.max_attempts = n.max(1);
+            }
+            if let Some(d) = millis(&v["disconnect_grace_ms"]) {
+                c.disconnect_grace = d;
+            }
+            drop(h);
+            return json_response(StatusCode::OK, &json!({"ok": true, "status": hub.status()}));
+        }
+        other => return bad(&format!("unknown action `{other}`")),
+    };
+    json_response(StatusCode::OK, &json!({"ok": true, "affected": affected}))
+}

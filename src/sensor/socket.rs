@@ -1,0 +1,679 @@
+//! The WebSocket transports: Socket Mode (`apps.connections.open`, envelopes, acks) and the
+//! legacy RTM API (`rtm.connect`, top-level events). One manager loop owns the connections;
+//! each connection runs in its own task that reads frames, sends acks and pings, and notices
+//! a dead or deaf socket.
+//!
+//! Lifecycle rules (slack-platform.md §4, §5):
+//! * every envelope is acknowledged, after its line was written and flushed (filtered ones and
+//!   repeats at once);
+//! * `disconnect` (`warning`, `refresh_requested`) and RTM `goodbye`: open a new connection
+//!   first, close the old one once the new one said `hello`, so nothing is lost;
+//! * `too_many_websockets`: close this one, reconnect after a backoff;
+//! * `link_disabled`: stop with an error;
+//! * a dropped socket, a missing pong or no traffic at all: reconnect with backoff and jitter.
+
+use super::pipeline::{Incoming, Pipeline};
+use super::{Ending, Stop};
+use crate::error::{Error, Result};
+use crate::redact::Secret;
+use crate::transport::{Body, Client, Request};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Which protocol the sockets speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    SocketMode,
+    Rtm,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::SocketMode => "Socket Mode",
+            Protocol::Rtm => "RTM",
+        }
+    }
+}
+
+/// Keepalive settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often the client pings.
+    pub ping_interval: Duration,
+    /// A ping unanswered this long means the socket is dead.
+    pub pong_timeout: Duration,
+    /// No frame at all for this long means the socket is dead.
+    pub idle_timeout: Duration,
+    /// Limit for the URL call, the WebSocket handshake and the `hello`, together.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            ping_interval: Duration::from_secs(10),
+            pong_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a connection gets its URL.
+#[derive(Clone)]
+pub struct Opener {
+    pub protocol: Protocol,
+    pub client: Client,
+    pub token: Secret,
+}
+
+impl Opener {
+    async fn url(&self) -> std::result::Result<String, (Error, bool)> {
+        let (method, body) = match self.protocol {
+            Protocol::SocketMode => ("apps.connections.open", Body::Form(Vec::new())),
+            Protocol::Rtm => ("rtm.connect", Body::Query(Vec::new())),
+        };
+        let req = Request {
+            method,
+            body,
+            token: Some(&self.token),
+            idempotent: true,
+            pace: None,
+        };
+        match self.client.call(&req).await {
+            Ok(r) => r.body["url"]
+                .as_str()
+                .filter(|u| u.starts_with("ws://") || u.starts_with("wss://"))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    (
+                        Error::failed(format!("{method} answered without a WebSocket url")),
+                        false,
+                    )
+                }),
+            Err(e) => {
+                let code = e
+                    .response
+                    .as_deref()
+                    .and_then(|r| r["error"].as_str())
+                    .map(str::to_string);
+                let fatal = matches!(
+                    code.as_deref(),
+                    Some(
+                        "not_authed"
+                            | "invalid_auth"
+                            | "not_allowed_token_type"
+                            | "account_inactive"
+                            | "token_revoked"
+                            | "token_expired"
+                            | "missing_scope"
+                            | "forbidden_team"
+                            | "legacy_custom_bots_deprecated"
+                    )
+                );
+                Err((explain(self.protocol, code.as_deref(), e), fatal))
+            }
+        }
+    }
+}
+
+/// Adds transport-specific advice to a failed URL call.
+fn explain(protocol: Protocol, code: Option<&str>, e: Error) -> Error {
+    match (protocol, code) {
+        (Protocol::Rtm, Some("not_allowed_token_type" | "legacy_custom_bots_deprecated")) => {
+            let mut e = e;
+            e.hints.clear();
+            e.message = format!(
+                "{}: Slack refuses RTM for this token (only classic apps may use RTM)",
+                e.message
+            );
+            e.hint("use Socket Mode instead: in the app's settings turn on Socket Mode, create an app-level token with the connections:write scope (Basic Information > App-Level Tokens), and set SLACK_APP_TOKEN=xapp-… (or sensor.app_token); `slackctl sensor` then uses it automatically")
+        }
+        (Protocol::SocketMode, Some("invalid_auth" | "not_authed" | "not_allowed_token_type")) => e
+            .hint("Socket Mode needs an app-level token (xapp-…) with connections:write in SLACK_APP_TOKEN or sensor.app_token"),
+        _ => e,
+    }
+}
+
+/// Connection task → manager.
+enum Report {
+    Ready {
+        id: u64,
+    },
+    Frame {
+        id: u64,
+        frame: Value,
+    },
+    Closed {
+        id: u64,
+        why: String,
+        /// Set when the URL call failed in a way retrying cannot fix.
+        fatal: Option<Error>,
+    },
+}
+
+/// Manager → connection task.
+enum Command {
+    Send(String),
+    StopReading,
+    Close,
+}
+
+struct Conn {
+    cmd: mpsc::UnboundedSender<Command>,
+    task: tokio::task::JoinHandle<()>,
+    ready_at: Option<Instant>,
+    /// Asked to go away (disconnect / goodbye): kept only until its replacement is ready.
+    draining: bool,
+    /// Closed on our initiative: its end is not a failure.
+    closing: bool,
+    /// Slack told it to go for having too many sockets: its end counts as a failure.
+    penalize: bool,
+}
+
+/// A small xorshift generator for backoff jitter (no need for a crypto-quality source).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        Jitter(seed | 1)
+    }
+    /// A number in [0, 1).
+    fn next(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The wait before the next connection attempt after `failures` consecutive failures:
+/// up to a quarter second after a planned or first loss, then 0.5 s doubling up to 30 s,
+/// each with ±25 % jitter so that many sensors do not reconnect in step.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    if failures == 0 {
+        return Duration::from_secs_f64(0.25 * jitter);
+    }
+    let base = (0.5 * f64::from(1u32 << (failures - 1).min(6))).min(30.0);
+    Duration::from_secs_f64(base * (0.75 + 0.5 * jitter))
+}
+
+/// Connections that die sooner than this after `hello` count as failures for the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Runs the sensor over WebSockets until stopped, done, stdout closes, or a fatal error.
+pub async fn run(
+    opener: Opener,
+    timing: Timing,
+    pipeline: &mut Pipeline,
+    mut stop: Stop,
+) -> Result<Ending> {
+    crate::transport::install_crypto_provider();
+    let protocol = opener.protocol;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let mut conns: HashMap<u64, Conn> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut failures = 0u32;
+    let mut jitter = Jitter::new();
+    let mut connect_at: Option<Instant> = Some(Instant::now());
+    let mut connecting: Option<u64> = None;
+    let mut save_tick = tokio::time::interval(Duration::from_secs(1));
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let ending = loop {
+        if pipeline.done() {
+            break Ending::Done;
+        }
+        // Nothing alive and nothing planned: plan a reconnect.
+        if connecting.is_none()
+            && connect_at.is_none()
+            && !conns.values().any(|c| c.ready_at.is_some() && !c.draining)
+        {
+            let wait = backoff(failures, jitter.next());
+            if failures > 0 {
+                crate::log::warn(&format!(
+                    "reconnecting ({}) in {:.1}s",
+                    protocol.name(),
+                    wait.as_secs_f64()
+                ));
+            }
+            connect_at = Some(Instant::now() + wait);
+        }
+        let connect_due = async {
+            match connect_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break Ending::Stopped,
+            report = rx.recv() => {
+                let Some(report) = report else { break Ending::Stopped };
+                match report {
+                    Report::Ready { id } => {
+                        if connecting == Some(id) {
+                            connecting = None;
+                        }
+                        if let Some(c) = conns.get_mut(&id) {
+                            c.ready_at = Some(Instant::now());
+                        }
+                        let live = conns.values().filter(|c| c.ready_at.is_some()).count();
+                        crate::log::info(&format!("sensor connected ({}, {live} connection(s))", protocol.name()));
+                        // The replacement is up: let the old connections go.
+                        for (other, c) in conns.iter_mut() {
+                            if *other != id && c.draining && !c.closing {
+                                c.closing = true;
+                                let _ = c.cmd.send(Command::Close);
+                            }
+                        }
+                    }
+                    Report::Frame { id, frame } => {
+                        match on_frame(protocol, id, &frame, &mut conns, pipeline).await? {
+                            FrameResult::Continue => {}
+                            FrameResult::SinkClosed => break Ending::StdoutClosed,
+                            FrameResult::Replace => {
+                                if connecting.is_none() {
+                                    connect_at = Some(Instant::now());
+                                }
+                            }
+                            FrameResult::Backoff => {
+                                if let Some(c) = conns.get_mut(&id) {
+                                    c.penalize = true;
+                                }
+                            }
+                        }
+                    }
+                    Report::Closed { id, why, fatal } => {
+                        let conn = conns.remove(&id);
+                        if connecting == Some(id) {
+                            connecting = None;
+                        }
+                        if let Some(e) = fatal {
+                            // A bad token fails at once; later (revoked while running) too.
+                            break_all(&mut conns).await;
+                            return Err(e);
+                        }
+                        let Some(conn) = conn else { continue };
+                        match conn.ready_at {
+                            None => {
+                                failures = failures.saturating_add(1);
+                                crate::log::warn(&format!("cannot connect ({}): {why}", protocol.name()));
+                            }
+                            Some(at) => {
+                                let stable = at.elapsed() >= STABLE_AFTER;
+                                if conn.penalize || (!stable && !conn.closing) {
+                                    failures = failures.saturating_add(1);
+                                } else if stable {
+                                    failures = 0;
+                                }
+                                if !conn.closing {
+                                    crate::log::warn(&format!("connection lost ({}): {why}", protocol.name()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ = connect_due => {
+                connect_at = None;
+                if connecting.is_none() {
+                    next_id += 1;
+                    let id = next_id;
+                    let (cmd, cmd_rx) = mpsc::unbounded_channel();
+                    let task = tokio::spawn(connection(id, opener.clone(), timing, tx.clone(), cmd_rx));
+                    conns.insert(id, Conn { cmd, task, ready_at: None, draining: false, closing: false, penalize: false });
+                    connecting = Some(id);
+                }
+            }
+            _ = save_tick.tick() => pipeline.save(),
+        }
+    };
+
+    if ending == Ending::Stopped {
+        // Stop reading, then finish what was already read (emit and acknowledge it).
+        for c in conns.values() {
+            let _ = c.cmd.send(Command::StopReading);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Ok(report) = rx.try_recv() {
+            if let Report::Frame { id, frame } = report
+                && matches!(
+                    on_frame(protocol, id, &frame, &mut conns, pipeline).await?,
+                    FrameResult::SinkClosed
+                )
+            {
+                break;
+            }
+        }
+    }
+    pipeline.save();
+    close_all(&mut conns).await;
+    Ok(ending)
+}
+
+enum FrameResult {
+    Continue,
+    /// Open a replacement connection now (planned refresh).
+    Replace,
+    /// This connection was told to go; reconnect after a backoff.
+    Backoff,
+    SinkClosed,
+}
+
+async fn on_frame(
+    protocol: Protocol,
+    id: u64,
+    frame: &Value,
+    conns: &mut HashMap<u64, Conn>,
+    pipeline: &mut Pipeline,
+) -> Result<FrameResult> {
+    let kind = frame["type"].as_str().unwrap_or("");
+    match (protocol, kind) {
+        (_, "hello") | (Protocol::Rtm, "pong" | "reconnect_url") => Ok(FrameResult::Continue),
+        (Protocol::SocketMode, "disconnect") => {
+            let reason = frame["reason"].as_str().unwrap_or("unknown");
+            match reason {
+                "link_disabled" => Err(Error::failed(
+                    "Slack turned Socket Mode off for this app (disconnect: link_disabled)",
+                )
+                .hint("turn Socket Mode back on in the app's settings, or run `slackctl sensor --mode events`")),
+                "too_many_websockets" => {
+                    crate::log::warn("Slack says this app has too many WebSocket connections; closing this one and reconnecting after a pause");
+                    if let Some(c) = conns.get_mut(&id) {
+                        c.closing = true;
+                        c.draining = true;
+                        let _ = c.cmd.send(Command::Close);
+                    }
+                    Ok(FrameResult::Backoff)
+                }
+                other => {
+                    crate::log::info(&format!(
+                        "Slack asked to reconnect ({other}); opening a new connection first"
+                    ));
+                    if let Some(c) = conns.get_mut(&id) {
+                        c.draining = true;
+                    }
+                    Ok(FrameResult::Replace)
+                }
+            }
+        }
+        (Protocol::Rtm, "goodbye") => {
+            crate::log::info("Slack said goodbye (RTM); opening a new connection first");
+            if let Some(c) = conns.get_mut(&id) {
+                c.draining = true;
+            }
+            Ok(FrameResult::Replace)
+        }
+        (Protocol::Rtm, "error") => {
+            crate::log::warn(&format!("RTM error frame: {}", frame["error"]));
+            Ok(FrameResult::Continue)
+        }
+        (Protocol::SocketMode, _) => {
+            let Some(envelope_id) = frame["envelope_id"].as_str() else {
+                return Ok(FrameResult::Continue);
+            };
+            let ack = || {
+                if let Some(c) = conns.get(&id) {
+                    let _ = c.cmd.send(Command::Send(
+                        json!({"envelope_id": envelope_id}).to_string(),
+                    ));
+                }
+            };
+            if kind != "events_api" {
+                // Slash commands and interactivity are not messages; acknowledge and move on.
+                ack();
+                return Ok(FrameResult::Continue);
+            }
+            let payload = &frame["payload"];
+            let inc = Incoming {
+                event: &payload["event"],
+                event_id: payload["event_id"].as_str(),
+                envelope_id: Some(envelope_id),
+                team: payload["team_id"].as_str(),
+                retry: frame["retry_attempt"].as_u64().unwrap_or(0),
+            };
+            match pipeline.handle(inc).await {
+                Ok(_) => {
+                    ack();
+                    Ok(FrameResult::Continue)
+                }
+                Err(e) => {
+                    crate::log::warn(&format!(
+                        "stdout is closed ({}); stopping without acknowledging",
+                        e.0
+                    ));
+                    Ok(FrameResult::SinkClosed)
+                }
+            }
+        }
+        (Protocol::Rtm, "message") => {
+            let inc = Incoming {
+                event: frame,
+                event_id: None,
+                envelope_id: None,
+                team: None,
+                retry: 0,
+            };
+            match pipeline.handle(inc).await {
+                Ok(_) => Ok(FrameResult::Continue),
+                Err(e) => {
+                    crate::log::warn(&format!("stdout is closed ({}); stopping", e.0));
+                    Ok(FrameResult::SinkClosed)
+                }
+            }
+        }
+        (Protocol::Rtm, _) => Ok(FrameResult::Continue),
+    }
+}
+
+/// Closes every connection politely and waits (briefly) for their tasks.
+async fn close_all(conns: &mut HashMap<u64, Conn>) {
+    for c in conns.values() {
+        let _ = c.cmd.send(Command::Close);
+    }
+    for (_, c) in conns.drain() {
+        let mut task = c.task;
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+async fn break_all(conns: &mut HashMap<u64, Conn>) {
+    for (_, c) in conns.drain() {
+        c.task.abort();
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One connection: get a URL, connect, wait for `hello`, then relay frames and commands and
+/// keep the socket honest with pings.
+async fn connection(
+    id: u64,
+    opener: Opener,
+    timing: Timing,
+    tx: mpsc::UnboundedSender<Report>,
+    mut cmd: mpsc::UnboundedReceiver<Command>,
+) {
+    let closed = |why: String, fatal: Option<Error>| {
+        let _ = tx.send(Report::Closed { id, why, fatal });
+    };
+    let deadline = Instant::now() + timing.connect_timeout;
+    let url = match tokio::time::timeout_at(deadline, opener.url()).await {
+        Ok(Ok(u)) => u,
+        Ok(Err((e, fatal))) => {
+            let why = e.message.clone();
+            return closed(why, fatal.then_some(e));
+        }
+        Err(_) => return closed("timed out getting a WebSocket URL".into(), None),
+    };
+    let mut ws: Ws =
+        match tokio::time::timeout_at(deadline, tokio_tungstenite::connect_async(url.as_str()))
+            .await
+        {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => {
+                return closed(
+                    format!(
+                        "WebSocket handshake failed: {}",
+                        crate::redact::scrub(&e.to_string())
+                    ),
+                    None,
+                );
+            }
+            Err(_) => return closed("WebSocket handshake timed out".into(), None),
+        };
+    // Wait for hello; frames before it are relayed after Ready.
+    let mut early = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return closed("no hello from Slack in time".into(), None),
+            Ok(None) => return closed("closed before hello".into(), None),
+            Ok(Some(Err(e))) => return closed(format!("socket error before hello: {e}"), None),
+            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<Value>(t.as_str()) {
+                Ok(v) if v["type"] == "hello" => break,
+                Ok(v) => early.push(v),
+                Err(_) => {}
+            },
+            Ok(Some(Ok(Message::Close(_)))) => return closed("closed before hello".into(), None),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    let _ = tx.send(Report::Ready { id });
+    for frame in early {
+        let _ = tx.send(Report::Frame { id, frame });
+    }
+
+    let tick_every = (timing.ping_interval / 4)
+        .min(timing.pong_timeout / 4)
+        .min(timing.idle_timeout / 4)
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(20));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_rx = Instant::now();
+    let mut last_ping = Instant::now();
+    let mut awaiting_pong: Option<Instant> = None;
+    let mut ping_seq = 0u64;
+    let mut reading = true;
+
+    let why = loop {
+        tokio::select! {
+            frame = ws.next(), if reading => {
+                last_rx = Instant::now();
+                match frame {
+                    None => break "the connection ended".to_string(),
+                    Some(Err(e)) => break format!("socket error: {e}"),
+                    Some(Ok(Message::Text(t))) => {
+                        let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
+                        if opener.protocol == Protocol::Rtm && v["type"] == "pong" {
+                            awaiting_pong = None;
+                            continue;
+                        }
+                        let _ = tx.send(Report::Frame { id, frame: v });
+                    }
+                    Some(Ok(Message::Pong(_))) => awaiting_pong = None,
+                    Some(Ok(Message::Close(f))) => {
+                        break match f {
+                            Some(f) => format!("closed by Slack ({} {})", u16::from(f.code), f.reason),
+                            None => "closed by Slack".to_string(),
+                        };
+                    }
+                    // Pings are answered by the library as it reads.
+                    Some(Ok(_)) => {}
+                }
+            }
+            c = cmd.recv() => match c {
+                Some(Command::Send(text)) => {
+                    if let Err(e) = ws.send(Message::Text(text.into())).await {
+                        break format!("cannot send: {e}");
+                    }
+                }
+                Some(Command::StopReading) => reading = false,
+                Some(Command::Close) | None => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    break "closed by slackctl".to_string();
+                }
+            },
+            _ = tick.tick() => {
+                if !reading {
+                    continue;
+                }
+                if let Some(since) = awaiting_pong
+                    && since.elapsed() >= timing.pong_timeout
+                {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+                    break format!("no pong within {:.1}s", timing.pong_timeout.as_secs_f64());
+                }
+                if last_rx.elapsed() >= timing.idle_timeout {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+                    break format!("nothing received for {:.1}s", timing.idle_timeout.as_secs_f64());
+                }
+                if last_ping.elapsed() >= timing.ping_interval {
+                    last_ping = Instant::now();
+                    ping_seq += 1;
+                    let msg = match opener.protocol {
+                        Protocol::SocketMode => Message::Ping(ping_seq.to_string().into_bytes().into()),
+                        Protocol::Rtm => Message::Text(json!({"id": ping_seq, "type": "ping"}).to_string().into()),
+                    };
+                    if awaiting_pong.is_none() {
+                        awaiting_pong = Some(Instant::now());
+                    }
+                    if let Err(e) = ws.send(msg).await {
+                        break format!("cannot send a ping: {e}");
+                    }
+                }
+            }
+        }
+    };
+    closed(why, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        assert!(backoff(0, 0.99) <= Duration::from_millis(250));
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(500));
+        assert_eq!(backoff(2, 0.5), Duration::from_secs(1));
+        assert!(backoff(3, 0.0) >= Duration::from_millis(1500));
+        assert!(backoff(3, 0.999) < Duration::from_millis(2500));
+        assert!(backoff(30, 0.999) <= Duration::from_secs_f64(30.0 * 1.25));
+        let mut j = Jitter::new();
+        for _ in 0..1000 {
+            let x = j.next();
+            assert!((0.0..1.0).contains(&x));
+        }
+    }
+
+    #[test]
+    fn tls_client_config_builds_with_the_ring_provider() {
+        // tokio-tungstenite builds a rustls ClientConfig for wss:// URLs; without a process
+        // crypto provider that panics. This is the no-network check that the wiring holds.
+        crate::transport::install_crypto_provider();
+        let cfg = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        assert!(cfg.alpn_protocols.is_empty());
+    }
+}
