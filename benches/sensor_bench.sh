@@ -5,20 +5,22 @@
 # running emulator in SLACK_API_URL); prints markdown table rows on stdout.
 set -euo pipefail
 : "${BIN:?}" "${PY:?}" "${WORK:?}" "${EVENTS:?}" "${SLACK_API_URL:?}"
-BASE=${SLACK_API_URL%/api/}
 export SLACK_APP_TOKEN=xapp-emulator-app-token
+# A fresh emulator of its own, so no earlier posts are queued for the first socket.
+"$BIN" emulator --listen 127.0.0.1:0 >"$WORK/sensor-ready" 2>/dev/null &
+SENSOR_EMU=$!
+trap 'kill $SENSOR_EMU 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$WORK/sensor-ready" ] && break; sleep 0.1; done
+SLACK_API_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_url"])' "$WORK/sensor-ready")
+export SLACK_API_URL
+BASE=${SLACK_API_URL%/api/}
+# The flood queues every envelope at once; give acknowledgements time to come back before the
+# emulator would redeliver (a real workspace streams them, it does not queue 100,000 at once).
+curl -s -o /dev/null -X POST --data '{"ack_timeout_ms": 120000}' "$BASE/_emulator/sockets/config"
 
-flood() { # $1 = number of messages, posted 1,000 per control call
-  python3 - "$BASE" "$1" <<'PY'
-import json, sys, urllib.request
-base, n = sys.argv[1], int(sys.argv[2])
-while n > 0:
-    k = min(1000, n)
-    body = json.dumps({"channel": "C0000001", "count": k, "text": "load"}).encode()
-    req = urllib.request.Request(base + "/_emulator/messages", data=body, headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
-    n -= k
-PY
+flood() { # $1 = number of envelopes, queued by the emulator straight onto the socket
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data "{\"count\": $1, \"channel\": \"C0000001\"}" "$BASE/_emulator/sockets/flood"
 }
 
 latency() { # $1 = command; posts 200 single messages 20 ms apart, prints p50 p99 in ms
@@ -75,27 +77,26 @@ c.connect()
 done.wait() if want else threading.Event().wait()
 PY
 
-run_throughput() { # $1 label, rest = command; prints "events/s rss_mb"
+run_throughput() { # $1 label, rest = command; prints "events/s peak_rss_mb lines"
   local out="$WORK/sensor-$1.out"
-  /usr/bin/time -f %M -o "$WORK/rss-$1" "${@:2}" >"$out" 2>/dev/null &
+  "${@:2}" >"$out" 2>/dev/null &
   local pid=$!
   sleep 1.5
   local t0; t0=$(date +%s.%N)
   flood "$EVENTS"
-  while kill -0 "$pid" 2>/dev/null; do
-    [ "$(wc -l <"$out")" -ge "$EVENTS" ] && break
-    sleep 0.05
-    if python3 -c "import sys; sys.exit(0 if $(date +%s.%N)-$t0 > 300 else 1)"; then break; fi
+  local deadline=$(( $(date +%s) + 120 ))
+  while kill -0 "$pid" 2>/dev/null && [ "$(wc -l <"$out")" -lt "$EVENTS" ] && [ "$(date +%s)" -lt $deadline ]; do
+    sleep 0.02
   done
   local t1; t1=$(date +%s.%N)
   local n; n=$(wc -l <"$out")
+  local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-  local rss; rss=$(tail -1 "$WORK/rss-$1" 2>/dev/null | grep -Eo '^[0-9]+$' || echo 0)
-  python3 -c "print('%.0f %d %d' % ($n/($t1-$t0), $rss/1024, $n))"
+  python3 -c "print('%.0f %d %d' % ($n/($t1-$t0), ${rss:-0}/1024, $n))"
 }
 
-read -r RS_EPS RS_RSS RS_N < <(run_throughput rs "$BIN" sensor --mode socket --allow-bot-messages --max-messages "$EVENTS")
-read -r PY_EPS PY_RSS PY_N < <(run_throughput py "$PY" "$WORK/sdk_sensor.py" "$EVENTS")
+read -r RS_EPS RS_RSS RS_N < <(run_throughput rs "$BIN" sensor --mode socket --allow-bot-messages)
+read -r PY_EPS PY_RSS PY_N < <(run_throughput py "$PY" "$WORK/sdk_sensor.py")
 read -r RS_P50 RS_P99 _ < <(latency "$BIN" sensor --mode socket --allow-bot-messages)
 read -r PY_P50 PY_P99 _ < <(latency "$PY" "$WORK/sdk_sensor.py")
 ratio=$(python3 -c "print('%.1f×' % ($RS_EPS/max($PY_EPS,1)))")

@@ -101,8 +101,21 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
     flags.strip_formatting = args.strip_formatting.then_some(true);
     flags.allow_bot_messages = args.allow_bot_messages.then_some(true);
     let settings = crate::config::resolve(&flags, env)?;
-    let subtypes: Vec<String> = args
-        .subtypes
+    // Flags beat the config file's sensor.subtypes / sensor.listen.
+    let subtypes_src = if args.subtypes.is_empty() {
+        &settings.file.sensor.subtypes
+    } else {
+        &args.subtypes
+    };
+    let listen = match (args.listen, settings.file.sensor.listen.as_deref()) {
+        (Some(l), _) => Some(l),
+        (None, Some(text)) => Some(text.parse::<SocketAddr>().map_err(|e| {
+            crate::error::Error::config(format!("sensor.listen `{text}` is not an address: {e}"))
+                .hint("e.g. 127.0.0.1:3000 or 0.0.0.0:3000")
+        })?),
+        (None, None) => None,
+    };
+    let subtypes: Vec<String> = subtypes_src
         .iter()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -121,7 +134,7 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
             args.include_deletes,
         ),
         strip_formatting: settings.sensor.strip_formatting,
-        listen: args.listen,
+        listen,
         state_dir: args.state,
         max_messages: args.max_messages,
         timing,
@@ -141,7 +154,7 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
             // Keep the sender alive: dropping it would look like a second stop.
             std::future::pending::<()>().await;
         });
-        sensor::run(&settings, opts, Box::new(StdoutSink), stop_rx).await
+        sensor::run(&settings, opts, Box::new(StdoutSink::new()), stop_rx).await
     })?;
     if ending == Ending::StdoutClosed {
         crate::log::info("sensor stopped: stdout was closed");

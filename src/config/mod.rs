@@ -50,6 +50,11 @@ pub struct SensorConfig {
     pub mode: Option<String>,
     /// Events API signing secret. slackctl addition.
     pub signing_secret: Option<String>,
+    /// Events API receiver address (`--mode events`). slackctl addition.
+    pub listen: Option<String>,
+    /// Message subtypes to emit besides plain messages. slackctl addition.
+    #[serde(default)]
+    pub subtypes: Vec<String>,
 }
 
 /// `admin`: settings of the legacy `users.admin.invite` action.

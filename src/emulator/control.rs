@@ -39,6 +39,8 @@ pub struct Record {
     pub fault: bool,
     /// Soft problems Slack would not refuse but a careful client should avoid.
     pub notes: Vec<String>,
+    /// The client's `User-Agent` header.
+    pub user_agent: Option<String>,
 }
 
 impl Record {
@@ -56,6 +58,7 @@ impl Record {
             error: None,
             fault: false,
             notes: Vec::new(),
+            user_agent: None,
         }
     }
 
@@ -93,6 +96,7 @@ impl RequestLog {
             "error": r.error,
             "fault": r.fault,
             "notes": r.notes,
+            "user_agent": r.user_agent,
         });
         g.1.push_back(entry);
         if g.1.len() > LOG_CAPACITY {

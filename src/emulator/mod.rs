@@ -36,6 +36,8 @@
 //! * `GET /_emulator/faults`, `DELETE /_emulator/faults`: list or clear the queue.
 //! * `GET /_emulator/messages?channel=<id|name>`: the stored messages of a channel, oldest
 //!   first, thread replies included.
+//! * `POST /_emulator/sockets/flood {"count": N}`: N synthetic message envelopes straight onto
+//!   the Socket Mode connections (for benchmarks).
 //! * `POST /_emulator/rate_limits` (`{}` for Slack's floors, or `{"tiers": [1,20,50,100],
 //!   "per_channel": 1, "webhook": 1, "methods": {…}, "enabled": true}`), `DELETE` to stop:
 //!   answer 429 with `Retry-After` when a client exceeds the limits (see `limits.rs`).
@@ -362,7 +364,9 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
-    let (events, _) = broadcast::channel(1024);
+    // Large enough that a flood of posts (benchmarks post 1,000 per call) never lags the
+    // dispatcher: a lagged receiver would drop events, and the emulator must lose none.
+    let (events, _) = broadcast::channel(1 << 17);
     let ws = state::Workspace::seed(opts.users, base_url.clone(), events.clone());
     let shared = Arc::new(Shared {
         ws: Mutex::new(ws),

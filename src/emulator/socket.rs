@@ -154,6 +154,8 @@ struct HubState {
     next_conn: u64,
     next_envelope: u64,
     unacked: HashMap<String, Sent>,
+    /// Envelope ids in the order they were sent, for cheap expiry.
+    sent_order: VecDeque<(Instant, String)>,
     queue: VecDeque<Envelope>,
     recent: VecDeque<Envelope>,
     stats: Stats,
@@ -293,16 +295,23 @@ impl Hub {
         }
     }
 
-    /// Sends again what was not acknowledged in time (called by the ticker).
+    /// Sends again what was not acknowledged in time (called by the ticker). Deliveries are
+    /// checked oldest first and the scan stops at the first one still in time, so a tick
+    /// costs only what has expired, however many envelopes are outstanding.
     fn expire(&self) {
         let mut h = self.lock();
         let timeout = h.config.ack_timeout;
-        let late: Vec<String> = h
-            .unacked
-            .iter()
-            .filter(|(_, s)| s.at.elapsed() >= timeout)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut late = Vec::new();
+        while let Some((at, _)) = h.sent_order.front() {
+            if at.elapsed() < timeout {
+                break;
+            }
+            let (at, k) = h.sent_order.pop_front().expect("checked above");
+            // Skip entries already acknowledged, or sent again since (a newer entry exists).
+            if h.unacked.get(&k).is_some_and(|s| s.at == at) {
+                late.push(k);
+            }
+        }
         for k in late {
             if let Some(s) = h.unacked.remove(&k) {
                 retry(&mut h, s.env);
@@ -421,6 +430,9 @@ impl Hub {
 }
 
 /// Envelope ids look like Slack's UUIDs.
+/// Frames written per flush at most; reading (acknowledgements) gets a turn between batches.
+const WRITE_BATCH: usize = 128;
+
 fn envelope_id(n: u64) -> String {
     format!(
         "e0e0{:04x}-{:04x}-4000-8000-{:012x}",
@@ -446,14 +458,10 @@ fn route(h: &mut HubState, env: Envelope) {
             if h.recent.len() > RECENT_LIMIT {
                 h.recent.pop_front();
             }
-            h.unacked.insert(
-                env.envelope_id.clone(),
-                Sent {
-                    env,
-                    conn: id,
-                    at: Instant::now(),
-                },
-            );
+            let at = Instant::now();
+            h.sent_order.push_back((at, env.envelope_id.clone()));
+            h.unacked
+                .insert(env.envelope_id.clone(), Sent { env, conn: id, at });
         }
         None => {
             h.queue.push_back(env);
@@ -598,22 +606,24 @@ where
     } else {
         hub.ready(id);
     }
-    let mut ping = tokio::time::interval(hub.config().ping_interval);
-    ping.tick().await;
-    let mut silent_since: Option<Instant> = None;
-    loop {
-        let silent = silent_since.is_some();
-        let linger = async {
-            match silent_since {
-                Some(at) => tokio::time::sleep_until((at + SILENT_LINGER).into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            frame = ws.next(), if !silent => match frame {
+    // Reading and writing run side by side: the emulator must keep reading acknowledgements
+    // while a flood of envelopes waits for the client to read (a single loop that blocks in a
+    // write would stop reading, and both ends could end up waiting on each other).
+    let (mut sink, mut stream) = ws.split();
+    let (silent_tx, mut silent_rx) = tokio::sync::watch::channel(false);
+    let reader = async {
+        loop {
+            let frame = tokio::select! {
+                f = stream.next() => f,
+                // A silent socket reads nothing more (so it answers no pings either).
+                _ = async { let _ = silent_rx.wait_for(|s| *s).await; } => std::future::pending().await,
+            };
+            match frame {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Text(t))) => {
-                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                        continue;
+                    };
                     match kind {
                         Kind::Socket => {
                             if let Some(env) = v["envelope_id"].as_str() {
@@ -637,40 +647,97 @@ where
                             if let Value::Object(m) = &mut pong {
                                 m.remove("id");
                             }
-                            if ws.send(Message::Text(pong.to_string().into())).await.is_err() {
-                                break;
-                            }
+                            hub.command(id, Out::Text(pong.to_string()));
                         }
                         Kind::Rtm => {}
                     }
                 }
                 // Pings are answered by the library while reading.
                 Some(Ok(_)) => {}
-            },
-            out = rx.recv() => match out {
-                None | Some(Out::Close) => {
-                    if !silent {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                    }
-                    break;
+            }
+        }
+    };
+    let writer = async {
+        let mut ping = tokio::time::interval(hub.config().ping_interval);
+        ping.tick().await;
+        let mut silent_since: Option<Instant> = None;
+        loop {
+            let silent = silent_since.is_some();
+            let linger = async {
+                match silent_since {
+                    Some(at) => tokio::time::sleep_until((at + SILENT_LINGER).into()).await,
+                    None => std::future::pending().await,
                 }
-                // Gone without a close frame: the TCP connection just ends.
-                Some(Out::Drop) => break,
-                Some(Out::Silent) => silent_since = Some(Instant::now()),
-                Some(Out::Text(t)) => {
-                    if !silent && ws.send(Message::Text(t.into())).await.is_err() {
+            };
+            tokio::select! {
+                out = rx.recv() => match out {
+                    None | Some(Out::Close) => {
+                        if !silent {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                        }
+                        break;
+                    }
+                    // Gone without a close frame: the TCP connection just ends.
+                    Some(Out::Drop) => break,
+                    Some(Out::Silent) => {
+                        silent_since = Some(Instant::now());
+                        let _ = silent_tx.send(true);
+                    }
+                    Some(Out::Text(t)) => {
+                        if silent {
+                            continue;
+                        }
+                        // Write the frames already queued (up to a batch), then flush once:
+                        // a flood must not cost one syscall per envelope.
+                        let mut next = Some(t);
+                        let mut later = None;
+                        let mut ok = true;
+                        let mut batch = 0;
+                        while let Some(t) = next.take() {
+                            if sink.feed(Message::Text(t.into())).await.is_err() {
+                                ok = false;
+                                break;
+                            }
+                            batch += 1;
+                            if batch >= WRITE_BATCH {
+                                break;
+                            }
+                            match rx.try_recv() {
+                                Ok(Out::Text(t)) => next = Some(t),
+                                Ok(other) => later = Some(other),
+                                Err(_) => {}
+                            }
+                        }
+                        if !ok || sink.flush().await.is_err() {
+                            break;
+                        }
+                        match later {
+                            Some(Out::Close) => {
+                                let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                                break;
+                            }
+                            Some(Out::Drop) => break,
+                            Some(Out::Silent) => {
+                                silent_since = Some(Instant::now());
+                                let _ = silent_tx.send(true);
+                            }
+                            _ => {}
+                        }
+                    }
+                },
+                _ = ping.tick(), if !silent && kind == Kind::Socket => {
+                    if sink.send(Message::Ping(Bytes::from_static(b"emulator"))).await.is_err() {
                         break;
                     }
                 }
-            },
-            _ = ping.tick(), if !silent && kind == Kind::Socket => {
-                if ws.send(Message::Ping(Bytes::from_static(b"emulator"))).await.is_err() {
-                    break;
-                }
+                _ = linger => break,
+                _ = stop.changed() => break,
             }
-            _ = linger => break,
-            _ = stop.changed() => break,
         }
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
     }
     hub.unregister(id);
 }
@@ -760,7 +827,30 @@ pub async fn post_action(
             drop(h);
             return json_response(StatusCode::OK, &json!({"ok": true, "status": hub.status()}));
         }
+        "flood" => flood(&shared, &v),
         other => return bad(&format!("unknown action `{other}`")),
     };
     json_response(StatusCode::OK, &json!({"ok": true, "affected": affected}))
+}
+
+/// `POST /_emulator/sockets/flood {"count": N, "channel": "C…"}`: queues N synthetic message
+/// envelopes straight onto the Socket Mode connections, bypassing the workspace store, so a
+/// benchmark measures the client rather than the emulator. Event ids and ts are unique.
+fn flood(shared: &Shared, v: &Value) -> usize {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Far above the ids the message dispatcher hands out, so dedupe never confuses them.
+    static NEXT: AtomicU64 = AtomicU64::new(500_000_000);
+    let count = v["count"].as_u64().unwrap_or(1).min(10_000_000);
+    let channel = v["channel"].as_str().unwrap_or("C0000001");
+    let user = v["user"].as_str().unwrap_or("U0000001");
+    let secs = super::state::now_secs();
+    for i in 0..count {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ts = format!("{}.{:06}", secs + i / 1_000_000, i % 1_000_000);
+        let event = json!({"type": "message", "channel": channel, "user": user,
+            "text": format!("flood {i}"), "ts": ts, "event_ts": ts, "channel_type": "channel",
+            "team": super::state::TEAM_ID});
+        shared.sockets.publish(super::event_callback(&event, n));
+    }
+    count as usize
 }

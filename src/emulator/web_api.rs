@@ -256,6 +256,10 @@ async fn run(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let mut rec = Record::new(uri.path(), method.as_str(), ct);
+    rec.user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let parsed = request::parse(method, uri, headers, body);
     let secrets = parsed.secrets();
     let (auth, token) = pick_token(&parsed);

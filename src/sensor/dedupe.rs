@@ -12,8 +12,20 @@ use std::path::{Path, PathBuf};
 /// Keys are remembered at least this long: Slack's last HTTP retry comes about 5 minutes
 /// after the first attempt, and Socket Mode retries sooner.
 pub const DEFAULT_TTL_SECS: u64 = 15 * 60;
-/// At most this many keys are kept (oldest dropped first), so memory stays bounded.
-pub const DEFAULT_CAPACITY: usize = 50_000;
+/// At most this many keys are kept (oldest dropped first), so memory stays bounded: about
+/// 100,000 messages (three keys each) in roughly 10 MB.
+pub const DEFAULT_CAPACITY: usize = 300_000;
+
+/// Keys are kept as 64-bit FNV-1a hashes: a tenth of the memory of the strings, and stable
+/// across runs (the state file stores them). A collision needs about 2^32 keys at once.
+fn hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// The identity of a message on every transport: channel plus the exact ts string.
 pub fn message_key(channel: &str, ts: &str) -> String {
@@ -32,10 +44,10 @@ pub fn envelope_key(envelope_id: &str) -> String {
 pub struct Seen {
     ttl: u64,
     capacity: usize,
-    /// key → when it was stored (Unix seconds).
-    keys: HashMap<String, u64>,
+    /// key hash → when it was stored (Unix seconds).
+    keys: HashMap<u64, u64>,
     /// Insertion order, for expiry and eviction. May hold keys already removed.
-    order: VecDeque<(String, u64)>,
+    order: VecDeque<(u64, u64)>,
     dirty: bool,
 }
 
@@ -62,7 +74,7 @@ impl Seen {
     pub fn contains_any<'a>(&self, keys: impl IntoIterator<Item = &'a str>, now: u64) -> bool {
         keys.into_iter().any(|k| {
             self.keys
-                .get(k)
+                .get(&hash(k))
                 .is_some_and(|&at| now.saturating_sub(at) < self.ttl)
         })
     }
@@ -70,8 +82,9 @@ impl Seen {
     /// Stores keys as seen at `now`.
     pub fn insert<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>, now: u64) {
         for k in keys {
-            self.keys.insert(k.to_string(), now);
-            self.order.push_back((k.to_string(), now));
+            let h = hash(k);
+            self.keys.insert(h, now);
+            self.order.push_back((h, now));
             self.dirty = true;
         }
         self.expire(now);
@@ -95,7 +108,8 @@ impl Seen {
         }
     }
 
-    /// The state file's JSON: `{"version": 1, "keys": [[key, unix_secs], …]}`, oldest first.
+    /// The state file's JSON: `{"version": 2, "keys": [[key_hash, unix_secs], …]}`, oldest
+    /// first.
     pub fn to_json(&self) -> Value {
         let keys: Vec<Value> = self
             .order
@@ -103,18 +117,20 @@ impl Seen {
             .filter(|(k, at)| self.keys.get(k) == Some(at))
             .map(|(k, at)| json!([k, at]))
             .collect();
-        json!({"version": 1, "keys": keys})
+        json!({"version": 2, "keys": keys})
     }
 
     /// Loads keys from a state file's JSON; unknown shapes load nothing.
     pub fn load_json(&mut self, v: &Value, now: u64) -> usize {
         let mut n = 0;
         for item in v["keys"].as_array().into_iter().flatten() {
-            if let (Some(k), Some(at)) = (item[0].as_str(), item[1].as_u64())
+            // Version 2 stores hashes; version 1 stored the keys themselves.
+            let h = item[0].as_u64().or_else(|| item[0].as_str().map(hash));
+            if let (Some(h), Some(at)) = (h, item[1].as_u64())
                 && now.saturating_sub(at) < self.ttl
             {
-                self.keys.insert(k.to_string(), at);
-                self.order.push_back((k.to_string(), at));
+                self.keys.insert(h, at);
+                self.order.push_back((h, at));
                 n += 1;
             }
         }

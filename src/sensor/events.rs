@@ -177,7 +177,8 @@ async fn receive(
                 // Past --max-messages: let Slack deliver it to whoever runs next.
                 return text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n");
             }
-            match p.handle(inc).await {
+            // The line must reach the reader before Slack hears 2xx.
+            match p.handle(inc).await.and_then(|o| p.flush().map(|_| o)) {
                 Ok(_) => {
                     if p.done() {
                         let _ = rx.end.send(Some(Ending::Done));

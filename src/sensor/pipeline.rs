@@ -1,7 +1,8 @@
 //! What happens to every received message event, whatever the transport: filter, drop
-//! repeats, look up names, build the payload, write the line and flush it. Only after
-//! [`Pipeline::handle`] returns may the transport acknowledge the event, so a crash can repeat
-//! a message but never lose one.
+//! repeats, look up names, build the payload and write the line. Only after
+//! [`Pipeline::flush`] returns may the transport acknowledge the events handled so far, so a
+//! crash can repeat a message but never lose one. Transports flush once per batch of
+//! events (not once per line), which is what lets the sensor keep up with a flood.
 
 use super::dedupe::{self, Seen};
 use super::enrich::Enricher;
@@ -12,20 +13,41 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Where trigger lines go. Every line is flushed before `emit` returns.
+/// Where trigger lines go. Lines may be buffered by `emit`; `flush` makes them durable for
+/// the reader (and must succeed before anything is acknowledged).
 pub trait Sink: Send {
     fn emit(&mut self, line: &str) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// The process's stdout: one line per trigger, flushed at once.
-pub struct StdoutSink;
+/// The process's stdout: one line per trigger, buffered until the batch is flushed.
+pub struct StdoutSink {
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl StdoutSink {
+    pub fn new() -> StdoutSink {
+        StdoutSink {
+            out: std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+        }
+    }
+}
+
+impl Default for StdoutSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Sink for StdoutSink {
     fn emit(&mut self, line: &str) -> std::io::Result<()> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        out.flush()
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -226,9 +248,18 @@ impl Pipeline {
         Ok(Outcome::Emitted)
     }
 
-    /// Writes the state file if anything changed (called periodically and on exit).
+    /// Makes every line emitted so far visible to the reader. Acknowledge only after this.
+    pub fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.sink.flush().map_err(SinkClosed)
+    }
+
+    /// Writes the state file if anything changed (called periodically and on exit). Lines
+    /// are flushed first: a key must never be saved for a line the reader has not got.
     pub fn save(&mut self) {
         self.last_save = Instant::now();
+        if self.flush().is_err() {
+            return;
+        }
         let Some(file) = &self.state else {
             return;
         };

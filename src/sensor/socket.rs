@@ -20,6 +20,7 @@ use crate::transport::{Body, Client, Request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -149,6 +150,8 @@ enum Report {
     Frame {
         id: u64,
         frame: Value,
+        /// Held until the frame is handled: bounds how many parsed frames wait in memory.
+        _permit: tokio::sync::OwnedSemaphorePermit,
     },
     Closed {
         id: u64,
@@ -223,6 +226,8 @@ pub async fn run(
     crate::transport::install_crypto_provider();
     let protocol = opener.protocol;
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let permits = Arc::new(tokio::sync::Semaphore::new(FRAMES_IN_FLIGHT));
+    let mut pending: Vec<(u64, String)> = Vec::new();
     let mut conns: HashMap<u64, Conn> = HashMap::new();
     let mut next_id = 0u64;
     let mut failures = 0u32;
@@ -232,7 +237,15 @@ pub async fn run(
     let mut save_tick = tokio::time::interval(Duration::from_secs(1));
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut unflushed = false;
     let ending = loop {
+        // Lines go out (flushed) before their acknowledgements, once per batch of frames.
+        if unflushed && rx.is_empty() {
+            unflushed = false;
+            if !flush_acks(pipeline, &conns, &mut pending) {
+                break Ending::StdoutClosed;
+            }
+        }
         if pipeline.done() {
             break Ending::Done;
         }
@@ -280,8 +293,19 @@ pub async fn run(
                             }
                         }
                     }
-                    Report::Frame { id, frame } => {
-                        match on_frame(protocol, id, &frame, &mut conns, pipeline).await? {
+                    Report::Frame { id, frame, _permit } => {
+                        let result = on_frame(protocol, id, &frame, &mut conns, pipeline, &mut pending).await?;
+                        drop(_permit);
+                        unflushed = true;
+                        // A large batch is flushed and acknowledged at once; smaller ones at
+                        // the top of the loop, as soon as nothing else is waiting.
+                        if pending.len() >= ACK_BATCH
+                            && !matches!(result, FrameResult::SinkClosed)
+                            && !flush_acks(pipeline, &conns, &mut pending)
+                        {
+                            break Ending::StdoutClosed;
+                        }
+                        match result {
                             FrameResult::Continue => {}
                             FrameResult::SinkClosed => break Ending::StdoutClosed,
                             FrameResult::Replace => {
@@ -333,7 +357,7 @@ pub async fn run(
                     next_id += 1;
                     let id = next_id;
                     let (cmd, cmd_rx) = mpsc::unbounded_channel();
-                    let task = tokio::spawn(connection(id, opener.clone(), timing, tx.clone(), cmd_rx));
+                    let task = tokio::spawn(connection(id, opener.clone(), timing, tx.clone(), cmd_rx, permits.clone()));
                     conns.insert(id, Conn { cmd, task, ready_at: None, draining: false, closing: false, penalize: false });
                     connecting = Some(id);
                 }
@@ -349,9 +373,9 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         while let Ok(report) = rx.try_recv() {
-            if let Report::Frame { id, frame } = report
+            if let Report::Frame { id, frame, .. } = report
                 && matches!(
-                    on_frame(protocol, id, &frame, &mut conns, pipeline).await?,
+                    on_frame(protocol, id, &frame, &mut conns, pipeline, &mut pending).await?,
                     FrameResult::SinkClosed
                 )
             {
@@ -359,9 +383,41 @@ pub async fn run(
             }
         }
     }
+    if ending != Ending::StdoutClosed {
+        flush_acks(pipeline, &conns, &mut pending);
+    }
     pipeline.save();
     close_all(&mut conns).await;
     Ok(ending)
+}
+
+/// Parsed frames allowed to wait for the pipeline; beyond this, reading pauses and TCP
+/// pushes back on Slack. Keeps memory flat under a flood.
+const FRAMES_IN_FLIGHT: usize = 1024;
+/// Acknowledgements sent in one go at most (lines are flushed first).
+const ACK_BATCH: usize = 512;
+
+/// Flushes the emitted lines, then sends the acknowledgements waiting for them. Returns false
+/// when stdout is closed: then nothing is acknowledged, and Slack redelivers to the next run.
+fn flush_acks(
+    pipeline: &mut Pipeline,
+    conns: &HashMap<u64, Conn>,
+    pending: &mut Vec<(u64, String)>,
+) -> bool {
+    if let Err(e) = pipeline.flush() {
+        crate::log::warn(&format!(
+            "stdout is closed ({}); stopping without acknowledging",
+            e.0
+        ));
+        pending.clear();
+        return false;
+    }
+    for (id, ack) in pending.drain(..) {
+        if let Some(c) = conns.get(&id) {
+            let _ = c.cmd.send(Command::Send(ack));
+        }
+    }
+    true
 }
 
 enum FrameResult {
@@ -379,6 +435,7 @@ async fn on_frame(
     frame: &Value,
     conns: &mut HashMap<u64, Conn>,
     pipeline: &mut Pipeline,
+    pending: &mut Vec<(u64, String)>,
 ) -> Result<FrameResult> {
     let kind = frame["type"].as_str().unwrap_or("");
     match (protocol, kind) {
@@ -425,13 +482,8 @@ async fn on_frame(
             let Some(envelope_id) = frame["envelope_id"].as_str() else {
                 return Ok(FrameResult::Continue);
             };
-            let ack = || {
-                if let Some(c) = conns.get(&id) {
-                    let _ = c.cmd.send(Command::Send(
-                        json!({"envelope_id": envelope_id}).to_string(),
-                    ));
-                }
-            };
+            // Acknowledgements wait in `pending` until the lines are flushed (see flush_acks).
+            let mut ack = || pending.push((id, json!({"envelope_id": envelope_id}).to_string()));
             if kind != "events_api" {
                 // Slash commands and interactivity are not messages; acknowledge and move on.
                 ack();
@@ -512,6 +564,7 @@ async fn connection(
     timing: Timing,
     tx: mpsc::UnboundedSender<Report>,
     mut cmd: mpsc::UnboundedReceiver<Command>,
+    permits: Arc<tokio::sync::Semaphore>,
 ) {
     let closed = |why: String, fatal: Option<Error>| {
         let _ = tx.send(Report::Closed { id, why, fatal });
@@ -559,7 +612,10 @@ async fn connection(
     }
     let _ = tx.send(Report::Ready { id });
     for frame in early {
-        let _ = tx.send(Report::Frame { id, frame });
+        let Ok(_permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let _ = tx.send(Report::Frame { id, frame, _permit });
     }
 
     let tick_every = (timing.ping_interval / 4)
@@ -588,7 +644,10 @@ async fn connection(
                             awaiting_pong = None;
                             continue;
                         }
-                        let _ = tx.send(Report::Frame { id, frame: v });
+                        // Waits while the pipeline is behind (bounded memory). The manager
+                        // never waits on this task, so this cannot deadlock.
+                        let Ok(_permit) = permits.clone().acquire_owned().await else { break "shutting down".to_string() };
+                        let _ = tx.send(Report::Frame { id, frame: v, _permit });
                     }
                     Some(Ok(Message::Pong(_))) => awaiting_pong = None,
                     Some(Ok(Message::Close(f))) => {
@@ -603,8 +662,31 @@ async fn connection(
             }
             c = cmd.recv() => match c {
                 Some(Command::Send(text)) => {
-                    if let Err(e) = ws.send(Message::Text(text.into())).await {
+                    // Send every acknowledgement already queued with one flush.
+                    let mut next = Some(text);
+                    let mut later = None;
+                    let mut failed = None;
+                    while let Some(t) = next.take() {
+                        if let Err(e) = ws.feed(Message::Text(t.into())).await {
+                            failed = Some(e);
+                            break;
+                        }
+                        match cmd.try_recv() {
+                            Ok(Command::Send(t)) => next = Some(t),
+                            Ok(other) => later = Some(other),
+                            Err(_) => {}
+                        }
+                    }
+                    if let Some(e) = failed.or(ws.flush().await.err()) {
                         break format!("cannot send: {e}");
+                    }
+                    match later {
+                        Some(Command::StopReading) => reading = false,
+                        Some(Command::Close) => {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                            break "closed by slackctl".to_string();
+                        }
+                        _ => {}
                     }
                 }
                 Some(Command::StopReading) => reading = false,

@@ -59,11 +59,17 @@ fn post_message_sends_json_with_bearer_and_returns_slack_json() {
 }
 
 #[test]
-fn user_agent_names_slackctl() {
-    // The emulator records nothing about headers but the token; check against the binary's version instead.
-    let out = slackctl(&["--version"]);
-    out.assert_code(0);
-    assert!(out.stdout.starts_with("slackctl "), "{}", out.stdout);
+fn user_agent_names_slackctl_and_its_version() {
+    let emu = Emu::start();
+    emu.run(&["run", "auth.test"]).assert_code(0);
+    let ua = emu.requests_to("auth.test")[0]["user_agent"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ua.starts_with(&format!("slackctl/{}", env!("CARGO_PKG_VERSION"))),
+        "{ua}"
+    );
 }
 
 #[test]
