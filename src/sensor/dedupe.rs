@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 /// after the first attempt, and Socket Mode retries sooner.
 pub const DEFAULT_TTL_SECS: u64 = 15 * 60;
 /// At most this many keys are kept (oldest dropped first), so memory stays bounded: about
-/// 100,000 messages (three keys each) in roughly 10 MB.
-pub const DEFAULT_CAPACITY: usize = 300_000;
+/// 100,000 messages (two keys each) in roughly 10 MB.
+pub const DEFAULT_CAPACITY: usize = 200_000;
 
 /// Keys are kept as 64-bit FNV-1a hashes: a tenth of the memory of the strings, and stable
 /// across runs (the state file stores them). A collision needs about 2^32 keys at once.

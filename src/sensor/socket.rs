@@ -393,7 +393,7 @@ pub async fn run(
 
 /// Parsed frames allowed to wait for the pipeline; beyond this, reading pauses and TCP
 /// pushes back on Slack. Keeps memory flat under a flood.
-const FRAMES_IN_FLIGHT: usize = 1024;
+const FRAMES_IN_FLIGHT: usize = 256;
 /// Acknowledgements sent in one go at most (lines are flushed first).
 const ACK_BATCH: usize = 512;
 
