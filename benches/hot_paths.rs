@@ -2,8 +2,9 @@
 //! (no extra crates; `cargo bench --bench hot_paths`). Each case runs for about half a second
 //! after a warm-up and prints the median time per operation over several batches.
 //!
-//! Cases: catalog lookup, argument parsing + validation, request encoding, st2 framing, and
-//! (when the sensor lands) envelope → trigger line and strip formatting.
+//! Cases: catalog lookup, argument parsing + validation, request encoding, st2 framing, a
+//! Socket Mode envelope → trigger line (parse, view, payload, serialise), and strip
+//! formatting.
 
 use slackctl::catalog;
 use slackctl::params::{self, ValidateOpts};
@@ -74,5 +75,41 @@ fn main() {
         "message": {"text": "Deploy finished :rocket:", "user": "U0BOT", "ts": "1700000000.000240"}});
     bench("st2 framing of a chat.postMessage answer", || {
         black_box(slackctl::output::st2_frame(black_box(&answer), None));
+    });
+
+    use slackctl::sensor::payload::{self, Delivery, View};
+    let envelope = serde_json::json!({
+        "envelope_id": "1d2e3f40-0000-4000-8000-000000000001", "type": "events_api",
+        "accepts_response_payload": false, "retry_attempt": 0, "retry_reason": "",
+        "payload": {"token": "x", "team_id": "T0EMULATOR", "api_app_id": "A0EMULATOR",
+            "type": "event_callback", "event_id": "Ev0E00000001", "event_time": 1700000000,
+            "event": {"type": "message", "channel": "C0000001", "user": "U0000001",
+                "text": "Deploy <https://ci.example.com/42|#42> finished, <@U0000002> please check",
+                "ts": "1700000000.000240", "event_ts": "1700000000.000240", "channel_type": "channel",
+                "team": "T0EMULATOR"}}
+    })
+    .to_string();
+    let user = serde_json::json!({"id": "U0000001", "name": "user01", "real_name": "User One",
+        "is_admin": false, "is_owner": false, "is_bot": false,
+        "profile": {"first_name": "User", "last_name": "One", "real_name": "User One",
+            "email": "user01@example.com", "title": "Engineer"}});
+    let channel = serde_json::json!({"id": "C0000001", "name": "general", "is_channel": true,
+        "is_private": false, "topic": {"value": "General chat"}});
+    bench("Socket Mode envelope -> trigger line", || {
+        let frame: serde_json::Value = serde_json::from_str(black_box(&envelope)).unwrap();
+        let event = &frame["payload"]["event"];
+        let view = View::of(event).unwrap();
+        let p = payload::payload(
+            &view,
+            Some(&user),
+            Some(&channel),
+            view.text().to_string(),
+            Delivery { event_id: frame["payload"]["event_id"].as_str(), team: Some("T0EMULATOR") },
+        );
+        black_box(payload::trigger_line(p));
+    });
+    let text = "hi <@U0000002|bob>, see <https://a.example|docs> and <#C0000001|ops> &lt;3 <!here>";
+    bench("strip formatting (labels, mentions, entities)", || {
+        black_box(slackctl::sensor::strip::strip(black_box(text), &slackctl::sensor::strip::NoNames));
     });
 }
