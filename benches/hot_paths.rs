@@ -104,12 +104,18 @@ fn main() {
             Some(&user),
             Some(&channel),
             view.text().to_string(),
-            Delivery { event_id: frame["payload"]["event_id"].as_str(), team: Some("T0EMULATOR") },
+            Delivery {
+                event_id: frame["payload"]["event_id"].as_str(),
+                team: Some("T0EMULATOR"),
+            },
         );
         black_box(payload::trigger_line(p));
     });
     let text = "hi <@U0000002|bob>, see <https://a.example|docs> and <#C0000001|ops> &lt;3 <!here>";
     bench("strip formatting (labels, mentions, entities)", || {
-        black_box(slackctl::sensor::strip::strip(black_box(text), &slackctl::sensor::strip::NoNames));
+        black_box(slackctl::sensor::strip::strip(
+            black_box(text),
+            &slackctl::sensor::strip::NoNames,
+        ));
     });
 }
