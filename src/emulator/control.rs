@@ -262,6 +262,36 @@ impl FaultQueue {
     }
 }
 
+/// Applies the first queued fault for `path`, if any: waits its delay, then either answers
+/// for it (the request is logged and `Err` carries the answer) or lets the request go on
+/// (`Ok`, with a note in the log record). One place for every surface that takes faults.
+pub async fn injected(
+    shared: &Shared,
+    path: &str,
+    mut rec: Record,
+    surface: Surface,
+) -> Result<Record, Response> {
+    let Some(fault) = shared.faults.take(path) else {
+        return Ok(rec);
+    };
+    if fault.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(fault.delay_ms)).await;
+    }
+    if fault.answers() {
+        let (resp, error) = fault_response(&fault, surface);
+        rec.status = resp.status().as_u16();
+        rec.error = error;
+        rec.fault = true;
+        shared.log.push(rec);
+        return Err(resp);
+    }
+    rec.notes.push(format!(
+        "delayed {} ms by an injected fault",
+        fault.delay_ms
+    ));
+    Ok(rec)
+}
+
 /// Which kind of endpoint a fault hits; it decides the default body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {

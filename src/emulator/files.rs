@@ -3,7 +3,7 @@
 //! is pre-authorised, as on Slack), and `files.completeUploadExternal` shares the file by
 //! posting a message. `files.info` reads a file back.
 
-use super::control::{Record, Surface, fault_response};
+use super::control::{self, Record, Surface};
 use super::methods::{fields, resolve};
 use super::request::{ApiError, AuthSource, TokenKind, content_type, multipart_parts};
 use super::state::{Author, FileRec, Kind, NewMessage, TEAM_ID, Workspace, now_secs};
@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 type Answer = Result<Map<String, Value>, ApiError>;
 
@@ -323,19 +322,10 @@ pub async fn upload(
         rec.notes
             .push("token sent to the upload URL, which needs none".into());
     }
-    if let Some(fault) = shared.faults.take(uri.path()) {
-        if fault.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
-        }
-        if fault.answers() {
-            let (resp, error) = fault_response(&fault, Surface::Text);
-            rec.status = resp.status().as_u16();
-            rec.error = error;
-            rec.fault = true;
-            shared.log.push(rec);
-            return resp;
-        }
-    }
+    let mut rec = match control::injected(&shared, uri.path(), rec, Surface::Text).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     let (status, text) = match uploaded_bytes(&headers, &body) {
         Err(why) => {
             rec.rejected = Some(why);

@@ -11,7 +11,7 @@
 //!
 //! Every answer is HTTP 200 with `application/json; charset=utf-8`, except injected faults.
 
-use super::control::{Record, Surface, fault_response};
+use super::control::{self, Record, Surface};
 use super::request::{self, ApiError, Args, AuthSource, BodyKind, Parsed, TokenKind};
 use super::state::{BOT_USER_ID, OWNER_ID, Workspace};
 use super::{Shared, json_response, methods};
@@ -22,7 +22,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, MutexGuard, OnceLock};
-use std::time::Duration;
 
 /// What a method handler gets: the checked request and the server state.
 pub struct Ctx<'a> {
@@ -268,23 +267,10 @@ async fn run(
     rec.args = redact_args(&parsed.args, &secrets);
     rec.set_raw_body(body, |s| request::redact(s, &secrets));
 
-    if let Some(fault) = shared.faults.take(uri.path()) {
-        if fault.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
-        }
-        if fault.answers() {
-            let (resp, error) = fault_response(&fault, Surface::Api);
-            rec.status = resp.status().as_u16();
-            rec.error = error;
-            rec.fault = true;
-            shared.log.push(rec);
-            return resp;
-        }
-        rec.notes.push(format!(
-            "delayed {} ms by an injected fault",
-            fault.delay_ms
-        ));
-    }
+    let mut rec = match control::injected(shared, uri.path(), rec, Surface::Api).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
 
     if let Some(retry) = shared
         .limits

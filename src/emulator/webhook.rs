@@ -4,7 +4,7 @@
 //! channel (`#general`) as the app's bot, and ignores the legacy `channel`, `username` and
 //! icon overrides. Answers are plain text: `ok`, or an error word with Slack's status code.
 
-use super::control::{Record, Surface, fault_response};
+use super::control::{self, Record, Surface};
 use super::request::content_type;
 use super::state::{Author, GENERAL_ID, NewMessage};
 use super::{Shared, text_response};
@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Reads the payload: a JSON body, or a form with a `payload` field holding JSON. Other
 /// content types are tried both ways, as Slack is lenient here.
@@ -132,19 +131,10 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok());
     let mut rec = Record::new(uri.path(), "POST", ct);
     rec.set_raw_body(&body, str::to_string);
-    if let Some(fault) = shared.faults.take(uri.path()) {
-        if fault.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
-        }
-        if fault.answers() {
-            let (resp, error) = fault_response(&fault, Surface::Text);
-            rec.status = resp.status().as_u16();
-            rec.error = error;
-            rec.fault = true;
-            shared.log.push(rec);
-            return resp;
-        }
-    }
+    let mut rec = match control::injected(&shared, uri.path(), rec, Surface::Text).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     if let Some(retry) = shared.limits.check_webhook(uri.path()) {
         rec.status = 429;
         rec.error = Some("rate_limited".into());
