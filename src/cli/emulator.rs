@@ -34,6 +34,7 @@ pub struct EmulatorArgs {
 pub fn run(args: EmulatorArgs) -> Result<u8> {
     let rt = super::runtime()?;
     rt.block_on(async {
+        let shutdown = shutdown_signals();
         let opts = Options {
             listen: args.listen,
             users: args.users,
@@ -54,25 +55,46 @@ pub fn run(args: EmulatorArgs) -> Result<u8> {
             emulator::tokens::BOT,
             running.webhook_url()
         );
-        wait_for_shutdown().await;
+        shutdown.wait().await;
         running.shutdown().await;
         Ok(crate::exit::SUCCESS)
     })
 }
 
-async fn wait_for_shutdown() {
+/// SIGINT/SIGTERM handlers, registered before anything starts: a signal that arrives early
+/// then still means "stop cleanly", never the default kill.
+struct Shutdown {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+fn shutdown_signals() -> Shutdown {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+        Shutdown {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+    #[cfg(not(unix))]
+    Shutdown {}
+}
+
+impl Shutdown {
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        if let (Some(term), Some(int)) = (self.term.as_mut(), self.int.as_mut()) {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},
+                _ = int.recv() => {},
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Starts the emulator in-process and runs a short tour through the real client.
