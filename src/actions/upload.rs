@@ -239,7 +239,7 @@ async fn send(client: &Client, url: &Secret, src: &Source, filename: &str) -> Re
             ));
         }
         let sent = client
-            .http()
+            .http_for(url.expose())?
             .post(url.expose())
             .header("content-type", "application/octet-stream")
             .header("content-length", src.len())

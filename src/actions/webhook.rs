@@ -95,7 +95,7 @@ pub async fn post(
             p.wait(&slot).await?;
         }
         let resp = client
-            .http()
+            .http_for(url.expose())?
             .post(url.expose())
             .header("content-type", "application/json; charset=utf-8")
             .body(payload.clone())

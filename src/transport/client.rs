@@ -46,7 +46,14 @@ impl Default for ClientOptions {
 
 #[derive(Clone)]
 pub struct Client {
+    /// For the API base URL. When that is plain `http://` (the emulator, a local proxy) it is
+    /// built without TLS roots: loading the system's CA store costs a few milliseconds of every
+    /// run, and nothing there needs it.
     http: reqwest::Client,
+    /// With TLS roots, built on first use when `http` has none and an `https://` URL comes up
+    /// (a webhook, an upload URL).
+    tls: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
+    plain_only: bool,
     opts: ClientOptions,
 }
 
@@ -78,23 +85,30 @@ enum Attempt {
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client> {
         super::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
-            .user_agent(super::user_agent())
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| Error::config(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Client { http, opts })
+        let plain_only = opts.api_url.starts_with("http://");
+        let http = build(&opts, !plain_only)?;
+        Ok(Client {
+            http,
+            tls: Default::default(),
+            plain_only,
+            opts,
+        })
     }
 
     pub fn options(&self) -> &ClientOptions {
         &self.opts
     }
 
-    /// The underlying HTTP client, for calls that are not Web API methods (webhooks, uploads).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// An HTTP client for `url`, for calls that are not Web API methods (webhooks, uploads).
+    pub fn http_for(&self, url: &str) -> Result<reqwest::Client> {
+        if !self.plain_only || !url.starts_with("https://") {
+            return Ok(self.http.clone());
+        }
+        if let Some(c) = self.tls.get() {
+            return Ok(c.clone());
+        }
+        let c = build(&self.opts, true)?;
+        Ok(self.tls.get_or_init(|| c).clone())
     }
 
     /// Calls a Web API method; `ok: false` becomes an error carrying Slack's answer.
@@ -281,6 +295,20 @@ impl Client {
     }
 }
 
+/// Builds a reqwest client; `tls_roots: false` leaves out the system CA store (plain HTTP only).
+fn build(opts: &ClientOptions, tls_roots: bool) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+        .user_agent(super::user_agent())
+        .tcp_nodelay(true);
+    if !tls_roots {
+        b = b.tls_certs_only(Vec::new());
+    }
+    b.build()
+        .map_err(|e| Error::config(format!("cannot set up the HTTP client: {e}")))
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -376,4 +404,29 @@ pub fn slack_error(method: &str, status: u16, body: Value) -> Error {
         _ => {}
     }
     e.with_response(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_clients_build_with_the_crypto_provider() {
+        // A provider regression (no process-level CryptoProvider) would fail here, not at a
+        // user's first https call.
+        let https = Client::new(ClientOptions::default()).unwrap();
+        assert!(!https.plain_only);
+        let local = Client::new(ClientOptions {
+            api_url: "http://127.0.0.1:9/api/".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(local.plain_only);
+        // A webhook or upload URL on https gets a client with roots, built once.
+        local
+            .http_for("https://hooks.slack.com/services/T/B/X")
+            .unwrap();
+        assert!(local.tls.get().is_some());
+        local.http_for("http://127.0.0.1:9/x").unwrap();
+    }
 }
