@@ -95,6 +95,9 @@ fn main() {
             "email": "user01@example.com", "title": "Engineer"}});
     let channel = serde_json::json!({"id": "C0000001", "name": "general", "is_channel": true,
         "is_private": false, "topic": {"value": "General chat"}});
+    bench("  of which: parse the envelope into a Value", || {
+        black_box(serde_json::from_str::<serde_json::Value>(black_box(&envelope)).unwrap());
+    });
     bench("Socket Mode envelope -> trigger line", || {
         let frame: serde_json::Value = serde_json::from_str(black_box(&envelope)).unwrap();
         let event = &frame["payload"]["event"];
