@@ -57,6 +57,14 @@ impl Error {
         self.hints.push(hint.into());
         self
     }
+    /// Slack's error code (`channel_not_found`, …) when Slack answered `ok: false`.
+    pub fn slack_code(&self) -> Option<&str> {
+        self.response
+            .as_deref()
+            .and_then(|r| r.get("error"))
+            .and_then(Value::as_str)
+    }
+
     pub fn with_response(mut self, response: Value) -> Self {
         self.response = Some(Box::new(response));
         self

@@ -137,30 +137,9 @@ impl<'a> Directory<'a> {
     pub async fn channels(&mut self) -> Result<&ChannelIndex> {
         if self.channels.is_none() {
             let mut index = ChannelIndex::default();
-            let mut on_page = |page: &Value, _: &[String]| {
-                for c in page
-                    .get("channels")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    index.add(c);
-                }
-                true
-            };
             let args = self.list_args(json!({"types": ["public_channel", "private_channel"]}));
-            call(
-                self.client,
-                self.settings,
-                "conversations.list",
-                args,
-                RunOptions {
-                    all: true,
-                    retry_writes: false,
-                },
-                Some(&mut on_page),
-            )
-            .await?;
+            self.each_item("conversations.list", "channels", args, |c| index.add(c))
+                .await?;
             self.channels = Some(index);
         }
         Ok(self.channels.get_or_insert_with(ChannelIndex::default))
@@ -170,33 +149,47 @@ impl<'a> Directory<'a> {
     pub async fn users(&mut self) -> Result<&UserIndex> {
         if self.users.is_none() {
             let mut index = UserIndex::default();
-            let mut on_page = |page: &Value, _: &[String]| {
-                for u in page
-                    .get("members")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    index.add(u);
-                }
-                true
-            };
             let args = self.list_args(json!({}));
-            call(
-                self.client,
-                self.settings,
-                "users.list",
-                args,
-                RunOptions {
-                    all: true,
-                    retry_writes: false,
-                },
-                Some(&mut on_page),
-            )
-            .await?;
+            self.each_item("users.list", "members", args, |u| index.add(u))
+                .await?;
             self.users = Some(index);
         }
         Ok(self.users.get_or_insert_with(UserIndex::default))
+    }
+
+    /// Calls a list method through every page and hands each item of `field` to `add`.
+    async fn each_item(
+        &self,
+        method: &str,
+        field: &str,
+        args: Map<String, Value>,
+        mut add: impl FnMut(&Value) + Send,
+    ) -> Result<()> {
+        let mut on_page = |page: &Value, _: &[String]| {
+            for item in page
+                .get(field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                add(item);
+            }
+            true
+        };
+        let all = RunOptions {
+            all: true,
+            retry_writes: false,
+        };
+        call(
+            self.client,
+            self.settings,
+            method,
+            args,
+            all,
+            Some(&mut on_page),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The directories loaded so far (for lookups after the async loading is done).

@@ -151,13 +151,7 @@ pub async fn invite(
 
 /// Hints for the errors a modern token gets from this legacy method.
 fn explain(e: Error) -> Error {
-    let code = e
-        .response
-        .as_deref()
-        .and_then(|r| r.get("error"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let code = e.slack_code().unwrap_or_default().to_string();
     match code.as_str() {
         "not_allowed_token_type" | "missing_scope" | "paid_only" | "not_allowed" => e.hint(
             "users.admin.invite accepts only legacy admin user tokens; on Enterprise Grid use admin.users.invite",

@@ -97,13 +97,7 @@ pub fn valid_email(params: &Map<String, Value>) -> Result<&str> {
 
 /// Adds what to do when an address is unknown or hidden.
 pub fn explain_lookup(e: Error, email: &str) -> Error {
-    let code = e
-        .response
-        .as_deref()
-        .and_then(|r| r.get("error"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let code = e.slack_code().unwrap_or_default().to_string();
     match code.as_str() {
         "users_not_found" => e.hint(format!(
             "no active account in this workspace uses {email} (or the token cannot see it)"

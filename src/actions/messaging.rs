@@ -85,12 +85,8 @@ pub async fn send_dm(
 
 /// The error code of a failed call: Slack's `error`, else the message.
 fn error_code(e: &Error) -> String {
-    e.response
-        .as_deref()
-        .and_then(|r| r.get("error"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| e.message.clone())
+    e.slack_code()
+        .map_or_else(|| e.message.clone(), str::to_string)
 }
 
 /// `broadcast`: posts the message to every channel the token is a member of

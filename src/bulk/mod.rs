@@ -313,13 +313,7 @@ async fn resolve(ctx: &Ctx, users: HashSet<String>, channels: bool) -> Result<()
         .await
         {
             Ok(v) => v["user"]["id"].as_str().map(str::to_string),
-            Err(e)
-                if e.response
-                    .as_ref()
-                    .is_some_and(|r| r["error"] == "users_not_found") =>
-            {
-                None
-            }
+            Err(e) if e.slack_code() == Some("users_not_found") => None,
             Err(e) => return Err(e),
         };
         ctx.cache
@@ -478,6 +472,21 @@ fn content_hash(values: &Map<String, Value>) -> String {
     crate::transport::pace::fingerprint(&refs)
 }
 
+/// The `channel` and `ts` of a message the journal remembers, as call arguments (or the
+/// failure line when the journal lacks them).
+fn address(id: &str, prev: &Entry) -> Result<Map<String, Value>, Value> {
+    let (Some(channel), Some(ts)) = (&prev.channel, &prev.ts) else {
+        return Err(failure(
+            id,
+            &Error::failed("the state has no channel/ts for this record"),
+        ));
+    };
+    let mut p = Map::new();
+    p.insert("channel".into(), Value::String(channel.clone()));
+    p.insert("ts".into(), Value::String(ts.clone()));
+    Ok(p)
+}
+
 async fn update(
     ctx: &Ctx,
     id: &str,
@@ -485,16 +494,11 @@ async fn update(
     values: Map<String, Value>,
     hash: String,
 ) -> Value {
-    let (Some(channel), Some(ts)) = (&prev.channel, &prev.ts) else {
-        return failure(
-            id,
-            &Error::failed("the state has no channel/ts for this record"),
-        );
+    let mut p = match address(id, prev) {
+        Ok(p) => p,
+        Err(line) => return line,
     };
     let action = catalog::find("chat.update").expect("catalogued");
-    let mut p = Map::new();
-    p.insert("channel".into(), Value::String(channel.clone()));
-    p.insert("ts".into(), Value::String(ts.clone()));
     for k in [
         "text",
         "blocks",
@@ -525,24 +529,16 @@ async fn update(
 }
 
 async fn delete(ctx: &Ctx, id: &str, prev: &Entry) -> Value {
-    let (Some(channel), Some(ts)) = (&prev.channel, &prev.ts) else {
-        return failure(
-            id,
-            &Error::failed("the state has no channel/ts for this record"),
-        );
+    let p = match address(id, prev) {
+        Ok(p) => p,
+        Err(line) => return line,
     };
     let action = catalog::find("chat.delete").expect("catalogued");
-    let mut p = Map::new();
-    p.insert("channel".into(), Value::String(channel.clone()));
-    p.insert("ts".into(), Value::String(ts.clone()));
     let result = call_method(&ctx.client, action, p, &ctx.settings, ctx.opts.run, None).await;
     let gone = match &result {
         Ok(_) => true,
         // Already deleted in Slack: the record is gone either way.
-        Err(e) => e
-            .response
-            .as_ref()
-            .is_some_and(|r| r["error"] == "message_not_found"),
+        Err(e) => e.slack_code() == Some("message_not_found"),
     };
     if gone
         && let Some(j) = &ctx.journal

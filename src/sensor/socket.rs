@@ -99,11 +99,7 @@ impl Opener {
                     )
                 }),
             Err(e) => {
-                let code = e
-                    .response
-                    .as_deref()
-                    .and_then(|r| r["error"].as_str())
-                    .map(str::to_string);
+                let code = e.slack_code().map(str::to_string);
                 let fatal = matches!(
                     code.as_deref(),
                     Some(
