@@ -7,6 +7,7 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod exit;
+pub mod fnv;
 pub mod log;
 pub mod output;
 pub mod params;

@@ -20,6 +20,7 @@
 
 use super::Shared;
 use super::json_response;
+use crate::fnv::FnvMap;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -108,27 +109,40 @@ struct Conn {
     since: Instant,
 }
 
-/// One event callback on its way to a Socket Mode client.
+/// One event callback on its way to a Socket Mode client. The payload is kept as JSON text,
+/// shared between deliveries: a redelivery or the `recent` list costs no copy.
 #[derive(Clone)]
 struct Envelope {
-    envelope_id: String,
-    payload: Value,
+    /// The envelope's number; its id is [`envelope_id`] of it.
+    n: u64,
+    payload: Arc<str>,
     attempt: u64,
     reason: &'static str,
 }
 
 impl Envelope {
+    /// The envelope's frame. Written by hand around the payload text: the id is our own
+    /// hexadecimal, the reason a fixed word, so nothing here needs escaping.
     fn frame(&self) -> String {
-        json!({
-            "envelope_id": self.envelope_id,
-            "payload": self.payload,
-            "type": "events_api",
-            "accepts_response_payload": false,
-            "retry_attempt": self.attempt,
-            "retry_reason": self.reason,
-        })
-        .to_string()
+        let mut f = String::with_capacity(self.payload.len() + 160);
+        f.push_str(r#"{"envelope_id":""#);
+        f.push_str(&envelope_id(self.n));
+        f.push_str(r#"","payload":"#);
+        f.push_str(&self.payload);
+        f.push_str(r#","type":"events_api","accepts_response_payload":false,"retry_attempt":"#);
+        f.push_str(&self.attempt.to_string());
+        f.push_str(r#","retry_reason":""#);
+        f.push_str(self.reason);
+        f.push_str(r#""}"#);
+        f
     }
+}
+
+/// What the emulator reads from a Socket Mode client: only the acknowledged envelope matters.
+#[derive(serde::Deserialize)]
+struct AckFrame<'a> {
+    #[serde(borrow)]
+    envelope_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 struct Sent {
@@ -153,9 +167,10 @@ struct HubState {
     conns: Vec<Conn>,
     next_conn: u64,
     next_envelope: u64,
-    unacked: HashMap<String, Sent>,
-    /// Envelope ids in the order they were sent, for cheap expiry.
-    sent_order: VecDeque<(Instant, String)>,
+    /// By envelope number.
+    unacked: FnvMap<u64, Sent>,
+    /// Envelope numbers in the order they were sent, for cheap expiry.
+    sent_order: VecDeque<(Instant, u64)>,
     queue: VecDeque<Envelope>,
     recent: VecDeque<Envelope>,
     stats: Stats,
@@ -214,13 +229,13 @@ impl Hub {
         self.lock().config
     }
 
-    /// A new event callback for Socket Mode clients.
-    pub fn publish(&self, payload: Value) {
+    /// A new event callback (its JSON text) for Socket Mode clients.
+    pub fn publish(&self, payload: String) {
         let mut h = self.lock();
         h.next_envelope += 1;
         let env = Envelope {
-            envelope_id: envelope_id(h.next_envelope),
-            payload,
+            n: h.next_envelope,
+            payload: payload.into(),
             attempt: 0,
             reason: "",
         };
@@ -273,11 +288,11 @@ impl Hub {
         let mut h = self.lock();
         h.conns.retain(|c| c.id != id);
         // Whatever that socket did not acknowledge goes out again now.
-        let orphans: Vec<String> = h
+        let orphans: Vec<u64> = h
             .unacked
             .iter()
             .filter(|(_, s)| s.conn == id)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         for k in orphans {
             if let Some(s) = h.unacked.remove(&k) {
@@ -286,15 +301,34 @@ impl Hub {
         }
     }
 
-    fn ack(&self, envelope_id: &str) {
+    /// Takes an acknowledgement now, or returns the configured delay to take it after.
+    fn ack_or_delay(&self, envelope_id: &str) -> Option<Duration> {
         let mut h = self.lock();
-        if h.unacked.remove(envelope_id).is_some() {
-            h.stats.acked += 1;
-        } else {
-            h.stats.late_acks += 1;
+        let delay = h.config.ack_delay;
+        if !delay.is_zero() {
+            return Some(delay);
         }
+        h.take_ack(envelope_id);
+        None
     }
 
+    fn ack(&self, envelope_id: &str) {
+        self.lock().take_ack(envelope_id);
+    }
+}
+
+impl HubState {
+    fn take_ack(&mut self, envelope_id: &str) {
+        let n = envelope_number(envelope_id);
+        if n.is_some_and(|n| self.unacked.remove(&n).is_some()) {
+            self.stats.acked += 1;
+        } else {
+            self.stats.late_acks += 1;
+        }
+    }
+}
+
+impl Hub {
     /// Sends again what was not acknowledged in time (called by the ticker). Deliveries are
     /// checked oldest first and the scan stops at the first one still in time, so a tick
     /// costs only what has expired, however many envelopes are outstanding.
@@ -377,12 +411,12 @@ impl Hub {
         let n = count.min(h.recent.len());
         let picked: Vec<Envelope> = h.recent.iter().rev().take(n).rev().cloned().collect();
         for mut env in picked {
-            h.unacked.remove(&env.envelope_id);
+            h.unacked.remove(&env.n);
             env.attempt += 1;
             env.reason = "timeout";
             if !same_envelope {
                 h.next_envelope += 1;
-                env.envelope_id = envelope_id(h.next_envelope);
+                env.n = h.next_envelope;
             }
             h.stats.redelivered += 1;
             route(&mut h, env);
@@ -442,6 +476,19 @@ fn envelope_id(n: u64) -> String {
     )
 }
 
+/// The number behind an id made by [`envelope_id`]; `None` for any other text.
+fn envelope_number(id: &str) -> Option<u64> {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    let rest = id.strip_prefix("e0e0")?;
+    let (a, rest) = (rest.get(..4)?, rest.get(4..)?);
+    let (b, rest) = rest.strip_prefix('-')?.split_at_checked(4)?;
+    let c = rest.strip_prefix("-4000-8000-")?;
+    if c.len() != 12 || !id.bytes().all(|x| x == b'-' || x.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(hex(a)? << 48 | hex(b)? << 32 | hex(c)?)
+}
+
 /// Sends an envelope to the newest Socket Mode connection that may receive, or queues it.
 fn route(h: &mut HubState, env: Envelope) {
     let target = h
@@ -459,9 +506,8 @@ fn route(h: &mut HubState, env: Envelope) {
                 h.recent.pop_front();
             }
             let at = Instant::now();
-            h.sent_order.push_back((at, env.envelope_id.clone()));
-            h.unacked
-                .insert(env.envelope_id.clone(), Sent { env, conn: id, at });
+            h.sent_order.push_back((at, env.n));
+            h.unacked.insert(env.n, Sent { env, conn: id, at });
         }
         None => {
             h.queue.push_back(env);
@@ -621,26 +667,31 @@ where
             match frame {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Text(t))) => {
-                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                        continue;
-                    };
                     match kind {
                         Kind::Socket => {
-                            if let Some(env) = v["envelope_id"].as_str() {
-                                let delay = hub.config().ack_delay;
-                                if delay.is_zero() {
-                                    hub.ack(env);
-                                } else {
-                                    let shared = shared.clone();
-                                    let env = env.to_string();
-                                    tokio::spawn(async move {
-                                        tokio::time::sleep(delay).await;
-                                        shared.sockets.ack(&env);
-                                    });
-                                }
+                            let Ok(AckFrame {
+                                envelope_id: Some(env),
+                            }) = serde_json::from_str(t.as_str())
+                            else {
+                                continue;
+                            };
+                            // With an ack delay configured the ack counts only later.
+                            if let Some(delay) = hub.ack_or_delay(&env) {
+                                let shared = shared.clone();
+                                let env = env.into_owned();
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    shared.sockets.ack(&env);
+                                });
                             }
                         }
-                        Kind::Rtm if v["type"] == "ping" => {
+                        Kind::Rtm => {
+                            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                                continue;
+                            };
+                            if v["type"] != "ping" {
+                                continue;
+                            }
                             let mut pong = v.clone();
                             pong["type"] = json!("pong");
                             pong["reply_to"] = v["id"].clone();
@@ -649,7 +700,6 @@ where
                             }
                             hub.command(id, Out::Text(pong.to_string()));
                         }
-                        Kind::Rtm => {}
                     }
                 }
                 // Pings are answered by the library while reading.
@@ -827,16 +877,17 @@ pub async fn post_action(
             drop(h);
             return json_response(StatusCode::OK, &json!({"ok": true, "status": hub.status()}));
         }
-        "flood" => flood(&shared, &v),
+        "flood" => flood(&shared, &v).await,
         other => return bad(&format!("unknown action `{other}`")),
     };
     json_response(StatusCode::OK, &json!({"ok": true, "affected": affected}))
 }
 
-/// `POST /_emulator/sockets/flood {"count": N, "channel": "C…"}`: queues N synthetic message
-/// envelopes straight onto the Socket Mode connections, bypassing the workspace store, so a
-/// benchmark measures the client rather than the emulator. Event ids and ts are unique.
-fn flood(shared: &Shared, v: &Value) -> usize {
+/// `POST /_emulator/sockets/flood {"count": N, "channel": "C…"}`: sends N synthetic message
+/// envelopes straight to the Socket Mode connections, bypassing the workspace store, so a
+/// benchmark measures the client rather than the emulator. Event ids and ts are unique. The
+/// answer comes once all N are queued.
+async fn flood(shared: &Shared, v: &Value) -> usize {
     use std::sync::atomic::{AtomicU64, Ordering};
     // Far above the ids the message dispatcher hands out, so dedupe never confuses them.
     static NEXT: AtomicU64 = AtomicU64::new(500_000_000);
@@ -846,11 +897,63 @@ fn flood(shared: &Shared, v: &Value) -> usize {
     let secs = super::state::now_secs();
     for i in 0..count {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let ts = format!("{}.{:06}", secs + i / 1_000_000, i % 1_000_000);
-        let event = json!({"type": "message", "channel": channel, "user": user,
-            "text": format!("flood {i}"), "ts": ts, "event_ts": ts, "channel_type": "channel",
-            "team": super::state::TEAM_ID});
-        shared.sockets.publish(super::event_callback(&event, n));
+        let time = secs + i / 1_000_000;
+        let ts = format!("{time}.{:06}", i % 1_000_000);
+        let event = FloodEvent {
+            kind: "message",
+            channel,
+            user,
+            text: format!("flood {i}"),
+            ts: &ts,
+            event_ts: &ts,
+            channel_type: "channel",
+            team: super::state::TEAM_ID,
+        };
+        let callback = super::Callback::new(&event, n, time);
+        shared
+            .sockets
+            .publish(serde_json::to_string(&callback).unwrap_or_default());
+        // Let the sockets write what is queued while the rest is made, as a workspace
+        // streams events rather than queueing them all first.
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
     }
     count as usize
+}
+
+/// A flood's message event, in the field order of a real one.
+#[derive(serde::Serialize)]
+struct FloodEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    user: &'a str,
+    text: String,
+    ts: &'a str,
+    event_ts: &'a str,
+    channel_type: &'static str,
+    team: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_ids_read_back_as_their_numbers() {
+        for n in [1, 0xffff, 0x1_0000_0000_0001, u64::MAX] {
+            assert_eq!(envelope_number(&envelope_id(n)), Some(n));
+        }
+        for odd in [
+            "",
+            "e0e0",
+            "e0e00000-0000-4000-8000-00000000000g",
+            "x0e00000-0000-4000-8000-000000000001",
+            "e0e00000-0000-4000-8000-0000000000011",
+            "e0e00000-0000-5000-8000-000000000001",
+        ] {
+            assert_eq!(envelope_number(odd), None, "{odd}");
+        }
+    }
 }
