@@ -3,7 +3,7 @@
 //! after a warm-up and prints the median time per operation over several batches.
 //!
 //! Cases: catalog lookup, argument parsing + validation, request encoding, st2 framing, a
-//! Socket Mode envelope → trigger line (parse, view, payload, serialise), and strip
+//! Socket Mode envelope → trigger line (parse, filter, keys, payload, write), and strip
 //! formatting.
 
 use slackctl::catalog;
@@ -77,7 +77,8 @@ fn main() {
         black_box(slackctl::output::st2_frame(black_box(&answer), None));
     });
 
-    use slackctl::sensor::payload::{self, Delivery, View};
+    use slackctl::sensor::event::EventEnvelope;
+    use slackctl::sensor::payload::{self, Delivery, Filter};
     let envelope = serde_json::json!({
         "envelope_id": "1d2e3f40-0000-4000-8000-000000000001", "type": "events_api",
         "accepts_response_payload": false, "retry_attempt": 0, "retry_reason": "",
@@ -95,24 +96,31 @@ fn main() {
             "email": "user01@example.com", "title": "Engineer"}});
     let channel = serde_json::json!({"id": "C0000001", "name": "general", "is_channel": true,
         "is_private": false, "topic": {"value": "General chat"}});
-    bench("  of which: parse the envelope into a Value", || {
-        black_box(serde_json::from_str::<serde_json::Value>(black_box(&envelope)).unwrap());
+    bench("  of which: parse the envelope", || {
+        black_box(serde_json::from_str::<EventEnvelope>(black_box(&envelope)).unwrap());
     });
+    // The enricher caches these once per user and channel, not per event.
+    let user = payload::UserInfo::of(&user);
+    let channel = payload::ChannelInfo::of(&channel);
+    let filter = Filter::default();
+    let mut line = Vec::with_capacity(1024);
     bench("Socket Mode envelope -> trigger line", || {
-        let frame: serde_json::Value = serde_json::from_str(black_box(&envelope)).unwrap();
-        let event = &frame["payload"]["event"];
-        let view = View::of(event).unwrap();
+        let frame: EventEnvelope = serde_json::from_str(black_box(&envelope)).unwrap();
+        let callback = frame.payload.unwrap();
+        let m = filter.check(callback.event.unwrap()).unwrap();
+        black_box(m.keys(callback.event_id.get(), frame.envelope_id.get()));
         let p = payload::payload(
-            &view,
+            &m,
             Some(&user),
             Some(&channel),
-            view.text().to_string(),
+            m.text(),
             Delivery {
-                event_id: frame["payload"]["event_id"].as_str(),
-                team: Some("T0EMULATOR"),
+                event_id: callback.event_id.get(),
+                team: callback.team_id.get(),
             },
         );
-        black_box(payload::trigger_line(p));
+        payload::write_line(&p, &mut line).unwrap();
+        black_box(&line);
     });
     let text = "hi <@U0000002|bob>, see <https://a.example|docs> and <#C0000001|ops> &lt;3 <!here>";
     bench("strip formatting (labels, mentions, entities)", || {

@@ -5,8 +5,9 @@
 //! The memory is pure (the caller passes the clock, in Unix seconds); saving writes a small
 //! JSON file atomically (temporary file, fsync, rename).
 
+use crate::fnv::{FnvMap, hash_parts};
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 /// Keys are remembered at least this long: Slack's last HTTP retry comes about 5 minutes
@@ -16,28 +17,27 @@ pub const DEFAULT_TTL_SECS: u64 = 15 * 60;
 /// 100,000 messages (two keys each) in roughly 10 MB.
 pub const DEFAULT_CAPACITY: usize = 200_000;
 
-/// Keys are kept as 64-bit FNV-1a hashes: a tenth of the memory of the strings, and stable
+/// Keys are kept as 64-bit FNV-1a hashes ([`hash_parts`]): a tenth of the memory of the strings, and stable
 /// across runs (the state file stores them). A collision needs about 2^32 keys at once.
-fn hash(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// The hash of a key written out in full (version 1 state files stored those).
+pub fn hash(key: &str) -> u64 {
+    hash_parts(&[key])
 }
 
-/// The identity of a message on every transport: channel plus the exact ts string.
-pub fn message_key(channel: &str, ts: &str) -> String {
-    format!("msg:{channel}:{ts}")
+/// The identity of a message on every transport: channel plus the exact ts string
+/// (the hash of `msg:<channel>:<ts>`).
+pub fn message_key(channel: &str, ts: &str) -> u64 {
+    hash_parts(&["msg:", channel, ":", ts])
 }
 
-pub fn event_key(event_id: &str) -> String {
-    format!("ev:{event_id}")
+/// The hash of `ev:<event_id>`.
+pub fn event_key(event_id: &str) -> u64 {
+    hash_parts(&["ev:", event_id])
 }
 
-pub fn envelope_key(envelope_id: &str) -> String {
-    format!("env:{envelope_id}")
+/// The hash of `env:<envelope_id>`.
+pub fn envelope_key(envelope_id: &str) -> u64 {
+    hash_parts(&["env:", envelope_id])
 }
 
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub struct Seen {
     ttl: u64,
     capacity: usize,
     /// key hash → when it was stored (Unix seconds).
-    keys: HashMap<u64, u64>,
+    keys: FnvMap<u64, u64>,
     /// Insertion order, for expiry and eviction. May hold keys already removed.
     order: VecDeque<(u64, u64)>,
     dirty: bool,
@@ -56,7 +56,7 @@ impl Seen {
         Seen {
             ttl: ttl_secs,
             capacity: capacity.max(1),
-            keys: HashMap::new(),
+            keys: FnvMap::default(),
             order: VecDeque::new(),
             dirty: false,
         }
@@ -71,18 +71,17 @@ impl Seen {
     }
 
     /// Whether any of `keys` was stored and has not expired.
-    pub fn contains_any<'a>(&self, keys: impl IntoIterator<Item = &'a str>, now: u64) -> bool {
+    pub fn contains_any(&self, keys: impl IntoIterator<Item = u64>, now: u64) -> bool {
         keys.into_iter().any(|k| {
             self.keys
-                .get(&hash(k))
+                .get(&k)
                 .is_some_and(|&at| now.saturating_sub(at) < self.ttl)
         })
     }
 
     /// Stores keys as seen at `now`.
-    pub fn insert<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>, now: u64) {
-        for k in keys {
-            let h = hash(k);
+    pub fn insert(&mut self, keys: impl IntoIterator<Item = u64>, now: u64) {
+        for h in keys {
             self.keys.insert(h, now);
             self.order.push_back((h, now));
             self.dirty = true;
@@ -184,28 +183,41 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn k(names: &[&str]) -> Vec<u64> {
+        names.iter().map(|n| hash(n)).collect()
+    }
+
     #[test]
     fn remembers_until_ttl_and_within_capacity() {
         let mut s = Seen::new(600, 3);
-        s.insert(["a", "b"], 1000);
-        assert!(s.contains_any(["x", "a"], 1001));
-        assert!(!s.contains_any(["x"], 1001));
-        assert!(s.contains_any(["b"], 1599));
-        assert!(!s.contains_any(["b"], 1600), "expired after the ttl");
-        s.insert(["c", "d"], 1100);
+        s.insert(k(&["a", "b"]), 1000);
+        assert!(s.contains_any(k(&["x", "a"]), 1001));
+        assert!(!s.contains_any(k(&["x"]), 1001));
+        assert!(s.contains_any(k(&["b"]), 1599));
+        assert!(!s.contains_any(k(&["b"]), 1600), "expired after the ttl");
+        s.insert(k(&["c", "d"]), 1100);
         assert_eq!(s.len(), 3, "oldest dropped beyond capacity");
-        assert!(!s.contains_any(["a"], 1100));
-        s.insert(["e"], 1800);
+        assert!(!s.contains_any(k(&["a"]), 1100));
+        s.insert(k(&["e"]), 1800);
         assert_eq!(s.len(), 1, "expired keys dropped on insert");
     }
 
     #[test]
     fn reinserted_key_is_not_dropped_by_its_old_entry() {
         let mut s = Seen::new(100, 10);
-        s.insert(["a"], 0);
-        s.insert(["a"], 90);
+        s.insert(k(&["a"]), 0);
+        s.insert(k(&["a"]), 90);
         s.expire(150);
-        assert!(s.contains_any(["a"], 150));
+        assert!(s.contains_any(k(&["a"]), 150));
+    }
+
+    #[test]
+    fn keys_hash_like_the_strings_they_stand_for() {
+        // Saved state files hold these hashes: they must not change between versions.
+        assert_eq!(message_key("C1", "1.2"), hash("msg:C1:1.2"));
+        assert_eq!(event_key("Ev1"), hash("ev:Ev1"));
+        assert_eq!(envelope_key("e-1"), hash("env:e-1"));
+        assert_eq!(hash("a"), 0xaf63_dc4c_8601_ec8c, "64-bit FNV-1a");
     }
 
     #[test]
@@ -223,13 +235,13 @@ mod tests {
     #[test]
     fn state_round_trips_and_skips_expired() {
         let mut s = Seen::new(600, 100);
-        s.insert(["old"], 100);
-        s.insert(["new"], 500);
+        s.insert(k(&["old"]), 100);
+        s.insert(k(&["new"]), 500);
         assert!(s.is_dirty());
         let text = s.to_json().to_string();
         let mut t = Seen::new(600, 100);
         assert_eq!(t.load_json(&serde_json::from_str(&text).unwrap(), 800), 1);
-        assert!(t.contains_any(["new"], 800) && !t.contains_any(["old"], 800));
+        assert!(t.contains_any(k(&["new"]), 800) && !t.contains_any(k(&["old"]), 800));
         assert!(!t.is_dirty());
         assert_eq!(t.load_json(&json!({"nonsense": true}), 800), 0);
     }

@@ -3,11 +3,13 @@
 //! sensor makes no API call per message. A failed lookup is remembered for a short while and
 //! logged once; the message is then emitted with the ids it has.
 
+use super::payload::{ChannelInfo, UserInfo};
 use super::strip::Names;
+use crate::fnv::FnvMap;
 use crate::redact::Secret;
 use crate::transport::{Body, Client, Request};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// How long a looked-up user stays fresh.
@@ -19,29 +21,29 @@ pub const FAILURE_TTL: Duration = Duration::from_secs(60);
 /// The longest a message waits for its lookups before it is emitted with ids only.
 pub const LOOKUP_BUDGET: Duration = Duration::from_millis(1500);
 
-enum Entry {
-    Found { value: Value, at: Instant },
+enum Entry<T> {
+    Found { value: T, at: Instant },
     Failed { at: Instant },
 }
 
-/// A bounded cache of Web API objects by id.
-pub struct Cache {
-    map: HashMap<String, Entry>,
+/// A bounded cache of Web API objects (as the payload needs them) by id.
+pub struct Cache<T> {
+    map: FnvMap<String, Entry<T>>,
     ttl: Duration,
     capacity: usize,
 }
 
-impl Cache {
-    pub fn new(ttl: Duration, capacity: usize) -> Cache {
+impl<T> Cache<T> {
+    pub fn new(ttl: Duration, capacity: usize) -> Cache<T> {
         Cache {
-            map: HashMap::new(),
+            map: FnvMap::default(),
             ttl,
             capacity: capacity.max(1),
         }
     }
 
     /// The cached object, fresh or stale (a stale one is better than none when Slack fails).
-    fn value(&self, id: &str) -> Option<&Value> {
+    fn value(&self, id: &str) -> Option<&T> {
         match self.map.get(id) {
             Some(Entry::Found { value, .. }) => Some(value),
             _ => None,
@@ -57,7 +59,7 @@ impl Cache {
         }
     }
 
-    fn put(&mut self, id: &str, entry: Entry, now: Instant) {
+    fn put(&mut self, id: &str, entry: Entry<T>, now: Instant) {
         if self.map.len() >= self.capacity && !self.map.contains_key(id) {
             let ttl = self.ttl;
             self.map.retain(|_, e| match e {
@@ -111,8 +113,8 @@ enum What {
 /// Looks up users and channels for the pipeline.
 pub struct Enricher {
     api: Option<(Client, Secret)>,
-    users: Cache,
-    channels: Cache,
+    users: Cache<UserInfo>,
+    channels: Cache<ChannelInfo>,
     /// Ids whose failure was already logged (bounded: cleared when large).
     logged: HashSet<(bool, String)>,
     budget: Duration,
@@ -134,29 +136,44 @@ impl Enricher {
         self.api.is_some()
     }
 
-    pub fn user(&self, id: &str) -> Option<&Value> {
+    pub fn user(&self, id: &str) -> Option<&UserInfo> {
         self.users.value(id)
     }
 
-    pub fn channel(&self, id: &str) -> Option<&Value> {
+    pub fn channel(&self, id: &str) -> Option<&ChannelInfo> {
         self.channels.value(id)
     }
 
     /// Makes sure the given users and channels are cached (looked up when due), within the
     /// time budget. Lookups run one after another on purpose: they are rare once warm, and
     /// a burst of parallel calls would only meet Slack's rate limits sooner.
-    pub async fn warm(&mut self, users: &[&str], channels: &[&str]) {
+    pub async fn warm<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = &'a str>,
+        channels: impl IntoIterator<Item = &'a str>,
+    ) {
+        if self.api.is_none() {
+            return;
+        }
+        let mut now = Instant::now();
+        let wanted = users
+            .into_iter()
+            .map(|u| (What::User, u))
+            .chain(channels.into_iter().map(|c| (What::Channel, c)));
+        // Usually everything is cached: find what is due without any allocation.
+        let due: Vec<(What, &str)> = wanted
+            .filter(|(what, id)| !id.is_empty() && self.due(*what, id, now))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
         let Some((client, token)) = self.api.clone() else {
             return;
         };
-        let deadline = Instant::now() + self.budget;
-        let wanted = users
-            .iter()
-            .map(|u| (What::User, *u))
-            .chain(channels.iter().map(|c| (What::Channel, *c)));
-        for (what, id) in wanted {
-            let now = Instant::now();
-            if id.is_empty() || !self.cache(what).due(id, now) {
+        let deadline = now + self.budget;
+        for (what, id) in due {
+            now = Instant::now();
+            if !self.due(what, id, now) {
                 continue;
             }
             let left = deadline.saturating_duration_since(now);
@@ -172,22 +189,30 @@ impl Enricher {
                 }
             };
             let now = Instant::now();
-            match result {
-                Ok(value) => self
-                    .cache(what)
-                    .put(id, Entry::Found { value, at: now }, now),
-                Err(why) => {
-                    self.cache(what).fail(id, now);
+            match (result, what) {
+                (Ok(v), What::User) => {
+                    let value = UserInfo::of(&v);
+                    self.users.put(id, Entry::Found { value, at: now }, now);
+                }
+                (Ok(v), What::Channel) => {
+                    let value = ChannelInfo::of(&v);
+                    self.channels.put(id, Entry::Found { value, at: now }, now);
+                }
+                (Err(why), _) => {
+                    match what {
+                        What::User => self.users.fail(id, now),
+                        What::Channel => self.channels.fail(id, now),
+                    }
                     self.log_failure(what, id, &why);
                 }
             }
         }
     }
 
-    fn cache(&mut self, what: What) -> &mut Cache {
+    fn due(&self, what: What, id: &str, now: Instant) -> bool {
         match what {
-            What::User => &mut self.users,
-            What::Channel => &mut self.channels,
+            What::User => self.users.due(id, now),
+            What::Channel => self.channels.due(id, now),
         }
     }
 
@@ -244,19 +269,10 @@ pub struct CachedNames<'a> {
 
 impl Names for CachedNames<'_> {
     fn user(&self, id: &str) -> Option<String> {
-        let u = self.e.user(id)?;
-        let p = &u["profile"];
-        [&p["display_name"], &p["real_name"], &u["name"]]
-            .into_iter()
-            .filter_map(Value::as_str)
-            .find(|s| !s.is_empty())
-            .map(str::to_string)
+        self.e.user(id)?.display.clone()
     }
     fn channel(&self, id: &str) -> Option<String> {
-        self.e.channel(id)?["name"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
+        self.e.channel(id)?.name.clone()
     }
     fn subteam(&self, _: &str) -> Option<String> {
         None
@@ -271,7 +287,7 @@ mod tests {
     #[test]
     fn cache_expires_bounds_and_keeps_stale_values() {
         let t0 = Instant::now();
-        let mut c = Cache::new(Duration::from_secs(100), 2);
+        let mut c = Cache::<Value>::new(Duration::from_secs(100), 2);
         assert!(c.due("a", t0));
         c.put(
             "a",
@@ -318,11 +334,12 @@ mod tests {
         let mut e = Enricher::new(None);
         let now = Instant::now();
         let u = json!({"name": "ada", "profile": {"display_name": "", "real_name": "Ada L"}});
-        e.users.put("U1", Entry::Found { value: u, at: now }, now);
+        let value = UserInfo::of(&u);
+        e.users.put("U1", Entry::Found { value, at: now }, now);
         e.channels.put(
             "C1",
             Entry::Found {
-                value: json!({"name": "ops"}),
+                value: ChannelInfo::of(&json!({"name": "ops"})),
                 at: now,
             },
             now,

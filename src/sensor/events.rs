@@ -5,6 +5,7 @@
 //! line is written (well inside Slack's 3 seconds, since lookups have their own budget).
 //! Requests are accepted on any path (`/`, `/slack/events`, …).
 
+use super::event::{self, Callback, Event};
 use super::pipeline::{Incoming, Pipeline};
 use super::signature;
 use super::{Ending, Stop};
@@ -14,7 +15,6 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,23 +153,34 @@ async fn receive(
         crate::log::warn(&format!("refused an Events API request: {why}"));
         return text(StatusCode::UNAUTHORIZED, "invalid request signature\n");
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(v) = std::str::from_utf8(&body).map(event::read::<Callback>) else {
         return text(StatusCode::BAD_REQUEST, "expected a JSON body\n");
     };
-    match v["type"].as_str().unwrap_or("") {
-        "url_verification" => {
-            let challenge = v["challenge"].as_str().unwrap_or("");
-            text(StatusCode::OK, challenge)
-        }
+    let Ok(v) = v else {
+        return text(StatusCode::BAD_REQUEST, "expected a JSON body\n");
+    };
+    match v.kind.get().unwrap_or("") {
+        "url_verification" => text(StatusCode::OK, v.challenge.get().unwrap_or("")),
         "event_callback" => {
             let retry = header_str(&headers, "x-slack-retry-num")
                 .and_then(|n| n.trim().parse().ok())
                 .unwrap_or(0);
+            let event = match v.event.map(|e| Event::parse(e.text())) {
+                Some(Ok(e)) => e,
+                // Retrying would not make it readable; take it and say so.
+                Some(Err(e)) => {
+                    crate::log::warn(&format!(
+                        "accepting an unreadable event without emitting it ({e})"
+                    ));
+                    return text(StatusCode::OK, "");
+                }
+                None => Event::default(),
+            };
             let inc = Incoming {
-                event: &v["event"],
-                event_id: v["event_id"].as_str(),
+                event,
+                event_id: v.event_id.get(),
                 envelope_id: None,
-                team: v["team_id"].as_str(),
+                team: v.team_id.get(),
                 retry,
             };
             let mut p = rx.pipeline.lock().await;
@@ -198,7 +209,7 @@ async fn receive(
         "app_rate_limited" => {
             crate::log::warn(&format!(
                 "Slack is dropping events: this app went over the Events API delivery limit (minute {})",
-                v["minute_rate_limited"]
+                v.minute_rate_limited.map_or("?", |m| m.text())
             ));
             text(StatusCode::OK, "")
         }

@@ -1,6 +1,7 @@
 //! `slackctl sensor`: Slack messages in, StackStorm `slack.message` trigger lines out.
 //!
-//! Pure parts, unit-tested with plain values: [`payload`] (filter, keys, the st2 payload),
+//! Pure parts, unit-tested with plain values: [`event`] (frames read as typed structs that
+//! borrow from the received text), [`payload`] (filter, keys, the st2 payload),
 //! [`strip`] (§8.3 strip formatting), [`dedupe`] (what was emitted, and its state file),
 //! [`signature`] (v0 request signatures). Parts with I/O: [`enrich`] (cached `users.info` /
 //! `conversations.info`), [`pipeline`] (the per-event steps and the stdout sink), [`socket`]
@@ -12,6 +13,7 @@
 
 pub mod dedupe;
 pub mod enrich;
+pub mod event;
 pub mod events;
 pub mod payload;
 pub mod pipeline;

@@ -6,9 +6,11 @@
 
 use super::dedupe::{self, Seen};
 use super::enrich::Enricher;
-use super::payload::{self, Delivery, Filter, View};
+use super::event::Event;
+use super::payload::{self, Delivery, Filter};
 use super::strip;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Where trigger lines go. Lines may be buffered by `emit`; `flush` makes them durable for
 /// the reader (and must succeed before anything is acknowledged).
 pub trait Sink: Send {
-    fn emit(&mut self, line: &str) -> std::io::Result<()>;
+    /// One line (JSON text, without the newline).
+    fn emit(&mut self, line: &[u8]) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
@@ -42,8 +45,8 @@ impl Default for StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    fn emit(&mut self, line: &str) -> std::io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
+    fn emit(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(line)?;
         self.out.write_all(b"\n")
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -55,8 +58,8 @@ impl Sink for StdoutSink {
 pub struct FnSink<F: FnMut(&str) -> std::io::Result<()> + Send>(pub F);
 
 impl<F: FnMut(&str) -> std::io::Result<()> + Send> Sink for FnSink<F> {
-    fn emit(&mut self, line: &str) -> std::io::Result<()> {
-        (self.0)(line)
+    fn emit(&mut self, line: &[u8]) -> std::io::Result<()> {
+        (self.0)(&String::from_utf8_lossy(line))
     }
 }
 
@@ -65,9 +68,9 @@ impl<F: FnMut(&str) -> std::io::Result<()> + Send> Sink for FnSink<F> {
 pub struct SinkClosed(pub std::io::Error);
 
 /// One received event and what its transport knows about it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Incoming<'a> {
-    pub event: &'a Value,
+    pub event: Event<'a>,
     pub event_id: Option<&'a str>,
     pub envelope_id: Option<&'a str>,
     pub team: Option<&'a str>,
@@ -88,6 +91,8 @@ pub struct Pipeline {
     seen: Seen,
     enrich: Enricher,
     sink: Box<dyn Sink>,
+    /// The line being written, reused from event to event.
+    line: Vec<u8>,
     state: Option<PathBuf>,
     last_save: Instant,
     emitted: u64,
@@ -119,6 +124,7 @@ impl Pipeline {
             seen: Seen::new(dedupe::DEFAULT_TTL_SECS, dedupe::DEFAULT_CAPACITY),
             enrich,
             sink,
+            line: Vec::with_capacity(1024),
             state: None,
             last_save: Instant::now(),
             emitted: 0,
@@ -169,79 +175,75 @@ impl Pipeline {
         self.max.is_some_and(|m| self.emitted >= m)
     }
 
-    /// Whether the event would be dropped as already emitted (cheap; no lookups).
-    pub fn is_repeat(&self, inc: &Incoming) -> bool {
-        let Some(view) = View::of(inc.event) else {
-            return false;
-        };
-        let keys = view.keys(inc.event_id, inc.envelope_id);
-        self.seen
-            .contains_any(keys.iter().map(String::as_str), unix_now())
-    }
-
     /// Handles one event. `Ok` means it is dealt with (emitted, filtered or a repeat) and may
     /// be acknowledged; `Err` means stdout is gone and nothing more can be emitted.
     pub async fn handle(&mut self, inc: Incoming<'_>) -> Result<Outcome, SinkClosed> {
-        if let Err(why) = self.filter.check(inc.event) {
-            if self.verbose {
-                crate::log::debug(&format!("skipped: {why}"));
+        let m = match self.filter.check(inc.event) {
+            Ok(m) => m,
+            Err(why) => {
+                if self.verbose {
+                    crate::log::debug(&format!("skipped: {why}"));
+                }
+                return Ok(Outcome::Filtered(why));
             }
-            return Ok(Outcome::Filtered(why));
-        }
-        let Some(view) = View::of(inc.event) else {
-            return Ok(Outcome::Filtered("malformed".into()));
         };
-        let keys = view.keys(inc.event_id, inc.envelope_id);
-        if self
-            .seen
-            .contains_any(keys.iter().map(String::as_str), unix_now())
-        {
+        let keys = m.keys(inc.event_id, inc.envelope_id).into_iter().flatten();
+        let now = unix_now();
+        if self.seen.contains_any(keys.clone(), now) {
             if self.verbose {
                 crate::log::debug(&format!(
                     "dropped a repeat of {} {} (retry {})",
-                    view.channel, view.event_ts, inc.retry
+                    m.channel(),
+                    m.event_ts(),
+                    inc.retry
                 ));
             }
             return Ok(Outcome::Duplicate);
         }
 
-        let text = view.text();
-        let (mut users, mut channels) = if self.strip {
-            strip::mentions(text)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        if let Some(u) = view.user_id() {
-            users.insert(0, u.to_string());
-        }
-        channels.insert(0, view.channel.to_string());
+        let text = m.text();
         if self.enrich.enabled() {
-            let u: Vec<&str> = users.iter().map(String::as_str).collect();
-            let c: Vec<&str> = channels.iter().map(String::as_str).collect();
-            self.enrich.warm(&u, &c).await;
+            let (users, channels) = if self.strip {
+                strip::mentions(text)
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            let users = m
+                .user_id()
+                .into_iter()
+                .chain(users.iter().map(String::as_str));
+            let channels = std::iter::once(m.channel()).chain(channels.iter().map(String::as_str));
+            self.enrich.warm(users, channels).await;
         }
         let text = if self.strip {
-            strip::strip(text, &self.enrich.names())
+            Cow::Owned(strip::strip(text, &self.enrich.names()))
         } else {
-            text.to_string()
+            Cow::Borrowed(text)
         };
-        let user = view.user_id().and_then(|u| self.enrich.user(u));
-        let channel = self.enrich.channel(view.channel);
+        let user = m.user_id().and_then(|u| self.enrich.user(u));
+        let channel = self.enrich.channel(m.channel());
         let p = payload::payload(
-            &view,
+            &m,
             user,
             channel,
-            text,
+            &text,
             Delivery {
                 event_id: inc.event_id,
                 team: inc.team,
             },
         );
-        let line = payload::trigger_line(p);
-        self.sink.emit(&line).map_err(SinkClosed)?;
+        if let Err(e) = payload::write_line(&p, &mut self.line) {
+            // Not expected (every part is JSON already); skipped rather than half written.
+            crate::log::warn(&format!(
+                "cannot write the trigger for {} {}: {e}",
+                m.channel(),
+                m.event_ts()
+            ));
+            return Ok(Outcome::Filtered(format!("unwritable: {e}")));
+        }
+        self.sink.emit(&self.line).map_err(SinkClosed)?;
         self.emitted += 1;
-        self.seen
-            .insert(keys.iter().map(String::as_str), unix_now());
+        self.seen.insert(keys, now);
         if self.last_save.elapsed() >= SAVE_EVERY {
             self.save();
         }
@@ -295,13 +297,14 @@ mod tests {
         )
     }
 
-    fn ev(ts: &str, text: &str) -> Value {
+    fn ev(ts: &str, text: &str) -> String {
         json!({"type": "message", "channel": "C1", "user": "U1", "text": text, "ts": ts})
+            .to_string()
     }
 
-    fn inc<'a>(e: &'a Value, event_id: Option<&'a str>, envelope: Option<&'a str>) -> Incoming<'a> {
+    fn inc<'a>(e: &'a str, event_id: Option<&'a str>, envelope: Option<&'a str>) -> Incoming<'a> {
         Incoming {
-            event: e,
+            event: Event::parse(e).unwrap(),
             event_id,
             envelope_id: envelope,
             team: None,
@@ -332,13 +335,17 @@ mod tests {
             p.handle(inc(&a, None, Some("e1"))).await.unwrap(),
             Outcome::Duplicate
         );
-        assert!(p.is_repeat(&inc(&a, None, None)));
+        assert_eq!(
+            p.handle(inc(&a, None, None)).await.unwrap(),
+            Outcome::Duplicate
+        );
         assert_eq!(
             p.handle(inc(&b, Some("Ev2"), Some("e3"))).await.unwrap(),
             Outcome::Emitted
         );
         let bot =
-            json!({"type": "message", "channel": "C1", "bot_id": "B1", "text": "x", "ts": "1.1"});
+            json!({"type": "message", "channel": "C1", "bot_id": "B1", "text": "x", "ts": "1.1"})
+                .to_string();
         assert!(matches!(
             p.handle(inc(&bot, None, None)).await.unwrap(),
             Outcome::Filtered(_)
@@ -354,7 +361,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_sink_is_reported_and_nothing_is_remembered() {
-        let sink = FnSink(|_: &str| Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+        // Fails once (stdout went away), then works, to see what the failure left behind.
+        let mut calls = 0;
+        let sink = FnSink(move |_: &str| {
+            calls += 1;
+            if calls == 1 {
+                Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            } else {
+                Ok(())
+            }
+        });
         let mut p = Pipeline::new(
             Filter::default(),
             false,
@@ -365,10 +381,12 @@ mod tests {
         );
         let a = ev("1700000000.000100", "hi");
         assert!(p.handle(inc(&a, Some("Ev1"), None)).await.is_err());
-        assert!(
-            !p.is_repeat(&inc(&a, Some("Ev1"), None)),
+        assert_eq!(
+            p.handle(inc(&a, Some("Ev1"), None)).await.unwrap(),
+            Outcome::Emitted,
             "a message never written is not a repeat"
         );
+        assert_eq!(p.emitted(), 1);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 //! * `link_disabled`: stop with an error;
 //! * a dropped socket, a missing pong or no traffic at all: reconnect with backoff and jitter.
 
+use super::event::{self, Event, EventEnvelope, Frame};
 use super::pipeline::{Incoming, Pipeline};
 use super::{Ending, Stop};
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Which protocol the sockets speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +146,8 @@ enum Report {
     },
     Frame {
         id: u64,
-        frame: Value,
+        /// The frame's text, parsed by the manager (borrowing from it).
+        text: Utf8Bytes,
         /// Held until the frame is handled: bounds how many parsed frames wait in memory.
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
@@ -289,8 +291,8 @@ pub async fn run(
                             }
                         }
                     }
-                    Report::Frame { id, frame, _permit } => {
-                        let result = on_frame(protocol, id, &frame, &mut conns, pipeline, &mut pending).await?;
+                    Report::Frame { id, text, _permit } => {
+                        let result = on_frame(protocol, id, &text, &mut conns, pipeline, &mut pending).await?;
                         drop(_permit);
                         unflushed = true;
                         // A large batch is flushed and acknowledged at once; smaller ones at
@@ -369,9 +371,9 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         while let Ok(report) = rx.try_recv() {
-            if let Report::Frame { id, frame, .. } = report
+            if let Report::Frame { id, text, .. } = report
                 && matches!(
-                    on_frame(protocol, id, &frame, &mut conns, pipeline, &mut pending).await?,
+                    on_frame(protocol, id, &text, &mut conns, pipeline, &mut pending).await?,
                     FrameResult::SinkClosed
                 )
             {
@@ -428,17 +430,101 @@ enum FrameResult {
 async fn on_frame(
     protocol: Protocol,
     id: u64,
-    frame: &Value,
+    text: &str,
     conns: &mut HashMap<u64, Conn>,
     pipeline: &mut Pipeline,
     pending: &mut Vec<(u64, String)>,
 ) -> Result<FrameResult> {
-    let kind = frame["type"].as_str().unwrap_or("");
-    match (protocol, kind) {
-        (_, "hello") | (Protocol::Rtm, "pong" | "reconnect_url") => Ok(FrameResult::Continue),
-        (Protocol::SocketMode, "disconnect") => {
-            let reason = frame["reason"].as_str().unwrap_or("unknown");
-            match reason {
+    match protocol {
+        Protocol::SocketMode => {
+            // One pass reads the envelope and its event; should that fail, the envelope alone
+            // is read again so that it can still be acknowledged.
+            let (frame, unreadable) = match event::read::<EventEnvelope>(text) {
+                Ok(f) => (f, None),
+                Err(e) => match event::read::<Frame>(text) {
+                    Ok(f) => {
+                        let frame = EventEnvelope {
+                            kind: f.kind,
+                            envelope_id: f.envelope_id,
+                            retry_attempt: f.retry_attempt,
+                            reason: f.reason,
+                            payload: None,
+                        };
+                        (frame, Some(e))
+                    }
+                    Err(_) => {
+                        crate::log::warn("ignoring a Socket Mode frame that is not a JSON object");
+                        return Ok(FrameResult::Continue);
+                    }
+                },
+            };
+            on_envelope(id, frame, unreadable, conns, pipeline, pending).await
+        }
+        Protocol::Rtm => {
+            let Ok(event) = Event::parse(text) else {
+                return Ok(FrameResult::Continue);
+            };
+            match event.kind.get().unwrap_or("") {
+                "goodbye" => {
+                    crate::log::info("Slack said goodbye (RTM); opening a new connection first");
+                    if let Some(c) = conns.get_mut(&id) {
+                        c.draining = true;
+                    }
+                    Ok(FrameResult::Replace)
+                }
+                "error" => {
+                    let detail = serde_json::from_str::<Value>(text)
+                        .map(|v| v["error"].to_string())
+                        .unwrap_or_default();
+                    crate::log::warn(&format!("RTM error frame: {detail}"));
+                    Ok(FrameResult::Continue)
+                }
+                "message" => {
+                    let inc = Incoming {
+                        event,
+                        event_id: None,
+                        envelope_id: None,
+                        team: None,
+                        retry: 0,
+                    };
+                    match pipeline.handle(inc).await {
+                        Ok(_) => Ok(FrameResult::Continue),
+                        Err(e) => {
+                            crate::log::warn(&format!("stdout is closed ({}); stopping", e.0));
+                            Ok(FrameResult::SinkClosed)
+                        }
+                    }
+                }
+                // hello, pong, reconnect_url and other event types.
+                _ => Ok(FrameResult::Continue),
+            }
+        }
+    }
+}
+
+/// The acknowledgement of one envelope.
+fn ack_text(envelope_id: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Ack<'a> {
+        envelope_id: &'a str,
+    }
+    serde_json::to_string(&Ack { envelope_id }).unwrap_or_default()
+}
+
+async fn on_envelope(
+    id: u64,
+    frame: EventEnvelope<'_>,
+    unreadable: Option<serde_json::Error>,
+    conns: &mut HashMap<u64, Conn>,
+    pipeline: &mut Pipeline,
+    pending: &mut Vec<(u64, String)>,
+) -> Result<FrameResult> {
+    let kind = frame.kind.get().unwrap_or("");
+    match kind {
+        "hello" => return Ok(FrameResult::Continue),
+        "disconnect" => {
+            let reason = frame.reason.get().unwrap_or("unknown");
+            return match reason {
                 "link_disabled" => Err(Error::failed(
                     "Slack turned Socket Mode off for this app (disconnect: link_disabled)",
                 )
@@ -461,69 +547,49 @@ async fn on_frame(
                     }
                     Ok(FrameResult::Replace)
                 }
-            }
+            };
         }
-        (Protocol::Rtm, "goodbye") => {
-            crate::log::info("Slack said goodbye (RTM); opening a new connection first");
-            if let Some(c) = conns.get_mut(&id) {
-                c.draining = true;
-            }
-            Ok(FrameResult::Replace)
-        }
-        (Protocol::Rtm, "error") => {
-            crate::log::warn(&format!("RTM error frame: {}", frame["error"]));
+        _ => {}
+    }
+    let Some(envelope_id) = frame.envelope_id.get() else {
+        return Ok(FrameResult::Continue);
+    };
+    // Acknowledgements wait in `pending` until the lines are flushed (see flush_acks).
+    let ack = ack_text(envelope_id);
+    if kind != "events_api" {
+        // Slash commands and interactivity are not messages; acknowledge and move on.
+        pending.push((id, ack));
+        return Ok(FrameResult::Continue);
+    }
+    if let Some(e) = unreadable {
+        // Sending it again would not make it readable: acknowledge, and say so.
+        crate::log::warn(&format!(
+            "acknowledging envelope {envelope_id} without emitting it: its payload is unreadable ({e})"
+        ));
+        pending.push((id, ack));
+        return Ok(FrameResult::Continue);
+    }
+    let callback = frame.payload.unwrap_or_default();
+    let event = callback.event.unwrap_or_default();
+    let inc = Incoming {
+        event,
+        event_id: callback.event_id.get(),
+        envelope_id: Some(envelope_id),
+        team: callback.team_id.get(),
+        retry: frame.retry_attempt.0,
+    };
+    match pipeline.handle(inc).await {
+        Ok(_) => {
+            pending.push((id, ack));
             Ok(FrameResult::Continue)
         }
-        (Protocol::SocketMode, _) => {
-            let Some(envelope_id) = frame["envelope_id"].as_str() else {
-                return Ok(FrameResult::Continue);
-            };
-            // Acknowledgements wait in `pending` until the lines are flushed (see flush_acks).
-            let mut ack = || pending.push((id, json!({"envelope_id": envelope_id}).to_string()));
-            if kind != "events_api" {
-                // Slash commands and interactivity are not messages; acknowledge and move on.
-                ack();
-                return Ok(FrameResult::Continue);
-            }
-            let payload = &frame["payload"];
-            let inc = Incoming {
-                event: &payload["event"],
-                event_id: payload["event_id"].as_str(),
-                envelope_id: Some(envelope_id),
-                team: payload["team_id"].as_str(),
-                retry: frame["retry_attempt"].as_u64().unwrap_or(0),
-            };
-            match pipeline.handle(inc).await {
-                Ok(_) => {
-                    ack();
-                    Ok(FrameResult::Continue)
-                }
-                Err(e) => {
-                    crate::log::warn(&format!(
-                        "stdout is closed ({}); stopping without acknowledging",
-                        e.0
-                    ));
-                    Ok(FrameResult::SinkClosed)
-                }
-            }
+        Err(e) => {
+            crate::log::warn(&format!(
+                "stdout is closed ({}); stopping without acknowledging",
+                e.0
+            ));
+            Ok(FrameResult::SinkClosed)
         }
-        (Protocol::Rtm, "message") => {
-            let inc = Incoming {
-                event: frame,
-                event_id: None,
-                envelope_id: None,
-                team: None,
-                retry: 0,
-            };
-            match pipeline.handle(inc).await {
-                Ok(_) => Ok(FrameResult::Continue),
-                Err(e) => {
-                    crate::log::warn(&format!("stdout is closed ({}); stopping", e.0));
-                    Ok(FrameResult::SinkClosed)
-                }
-            }
-        }
-        (Protocol::Rtm, _) => Ok(FrameResult::Continue),
     }
 }
 
@@ -547,6 +613,12 @@ async fn break_all(conns: &mut HashMap<u64, Conn>) {
     for (_, c) in conns.drain() {
         c.task.abort();
     }
+}
+
+/// A frame's `type`, read without decoding the rest.
+fn frame_kind(text: &str) -> Option<String> {
+    let frame = event::read::<Frame>(text).ok()?;
+    frame.kind.0.map(|k| k.into_owned())
 }
 
 type Ws =
@@ -597,21 +669,22 @@ async fn connection(
             Err(_) => return closed("no hello from Slack in time".into(), None),
             Ok(None) => return closed("closed before hello".into(), None),
             Ok(Some(Err(e))) => return closed(format!("socket error before hello: {e}"), None),
-            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<Value>(t.as_str()) {
-                Ok(v) if v["type"] == "hello" => break,
-                Ok(v) => early.push(v),
-                Err(_) => {}
-            },
+            Ok(Some(Ok(Message::Text(t)))) => {
+                if frame_kind(&t).as_deref() == Some("hello") {
+                    break;
+                }
+                early.push(t);
+            }
             Ok(Some(Ok(Message::Close(_)))) => return closed("closed before hello".into(), None),
             Ok(Some(Ok(_))) => {}
         }
     }
     let _ = tx.send(Report::Ready { id });
-    for frame in early {
+    for text in early {
         let Ok(_permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let _ = tx.send(Report::Frame { id, frame, _permit });
+        let _ = tx.send(Report::Frame { id, text, _permit });
     }
 
     let tick_every = (timing.ping_interval / 4)
@@ -635,15 +708,18 @@ async fn connection(
                     None => break "the connection ended".to_string(),
                     Some(Err(e)) => break format!("socket error: {e}"),
                     Some(Ok(Message::Text(t))) => {
-                        let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
-                        if opener.protocol == Protocol::Rtm && v["type"] == "pong" {
+                        // RTM answers pings with a frame: handled here, where the ping went out.
+                        if opener.protocol == Protocol::Rtm
+                            && t.as_str().contains("pong")
+                            && frame_kind(&t).as_deref() == Some("pong")
+                        {
                             awaiting_pong = None;
                             continue;
                         }
                         // Waits while the pipeline is behind (bounded memory). The manager
                         // never waits on this task, so this cannot deadlock.
                         let Ok(_permit) = permits.clone().acquire_owned().await else { break "shutting down".to_string() };
-                        let _ = tx.send(Report::Frame { id, frame: v, _permit });
+                        let _ = tx.send(Report::Frame { id, text: t, _permit });
                     }
                     Some(Ok(Message::Pong(_))) => awaiting_pong = None,
                     Some(Ok(Message::Close(f))) => {
