@@ -6,7 +6,8 @@
 #   QUICK=1 benches/compare.sh    # smaller counts, for a smoke test
 #
 # Needs: cargo, python3 with venv, curl, hyperfine (installed with apt-get when missing and
-# running as root). slack_sdk is installed into a throwaway virtualenv. Timings are medians;
+# running as root). slack_sdk (with aiohttp and websocket-client, for its other Socket Mode
+# clients) is installed into a throwaway virtualenv. Timings are medians;
 # nothing here is a pass/fail test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ WORK=$(mktemp -d)
 trap 'kill $EMU_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "== python virtualenv with slack_sdk"
 python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install -q slack_sdk
+"$WORK/venv/bin/pip" install -q slack_sdk aiohttp websocket-client
 PY=$WORK/venv/bin/python
 SDK_VERSION=$("$PY" -c 'import slack_sdk.version as v; print(v.__version__)')
 
@@ -75,14 +76,21 @@ RSS_ONE=$(rss_kb "$BIN" --no-rate-limit run chat.postMessage channel=$CH text=be
 RSS_PY_ONE=$(rss_kb "$PY" "$WORK/post.py")
 
 echo "== $POSTS templated posts"
+cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat"; } # utime+stime, 100 Hz ticks
+E0=$(cpu_ms "$EMU_PID")
 t0=$(date +%s.%N)
-RSS_BULK=$(rss_kb "$BIN" --no-rate-limit run chat.postMessage --each "$WORK/records.jsonl" --concurrency 8 \
-  channel=$CH 'text=New sign-up: {{ name }}')
+/usr/bin/time -f '%M %U %S' -o "$WORK/bulk.time" "$BIN" --no-rate-limit run chat.postMessage \
+  --each "$WORK/records.jsonl" --concurrency 8 channel=$CH 'text=New sign-up: {{ name }}' >/dev/null
 t1=$(date +%s.%N)
+E1=$(cpu_ms "$EMU_PID")
 RSS_PY_BULK=$(rss_kb "$PY" "$WORK/bulk.py" "$WORK/records.jsonl")
 t2=$(date +%s.%N)
+read -r RSS_BULK BULK_U BULK_S <"$WORK/bulk.time"
 BULK_RS=$(python3 -c "print('%.2f' % ($t1-$t0))")
 BULK_PY=$(python3 -c "print('%.2f' % ($t2-$t1))")
+# CPU per post of each side: which process the two cores spend their time on.
+BULK_CPU=$(python3 -c "print('%.0f' % (($BULK_U+$BULK_S)*1e6/$POSTS))")
+BULK_EMU_CPU=$(python3 -c "print('%.0f' % (($E1-$E0)*1e3/$POSTS))")
 
 SENSOR_ROWS=""
 if [ -x "$ROOT/benches/sensor_bench.sh" ]; then
@@ -107,6 +115,7 @@ MEM=$(free -g | awk '/Mem:/ {print $2 " GiB"}')
   echo "| \`action get chat.postMessage\` | $GET ms | — | — | — |"
   echo "| one \`chat.postMessage\`, whole process | $ONE_RS ms | $ONE_PY ms | $ONE_CURL ms | $(ratio "$ONE_PY" "$ONE_RS") (slackctl ÷ curl: $(ratio "$ONE_RS" "$ONE_CURL")) |"
   echo "| $POSTS templated posts (\`--each\`, concurrency 8, pacing off) | $BULK_RS s | $BULK_PY s (sequential loop) | — | $(ratio "$BULK_PY" "$BULK_RS") |"
+  echo "| CPU per templated post: slackctl (emulator, same run) | $BULK_CPU µs ($BULK_EMU_CPU µs) | — | — | — |"
   echo "| peak RSS, one post | $((RSS_ONE/1024)) MB | $((RSS_PY_ONE/1024)) MB | — | — |"
   echo "| peak RSS, bulk run | $((RSS_BULK/1024)) MB | $((RSS_PY_BULK/1024)) MB | — | — |"
   [ -n "$SENSOR_ROWS" ] && echo "$SENSOR_ROWS"
