@@ -80,6 +80,8 @@ run_throughput() { # $1 label, rest = command
   local n; n=$(wc -l <"$out")
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  # Callers may run this in a subshell, so stop this measurement's emulator here.
+  kill "$SENSOR_EMU" 2>/dev/null || true; wait "$SENSOR_EMU" 2>/dev/null || true; SENSOR_EMU=""
   python3 -c "n=max($n,1); print('%.0f %d %d %.1f %.1f' % ($n/($t1-$t0), ${rss:-0}/1024, $n, ($c1-$c0)*1000/n, ($e1-$e0)*1000/n))"
 }
 
