@@ -17,9 +17,11 @@ pub const DEFAULT_TTL_SECS: u64 = 15 * 60;
 /// 100,000 messages (two keys each) in roughly 10 MB.
 pub const DEFAULT_CAPACITY: usize = 200_000;
 
-/// Keys are kept as 64-bit FNV-1a hashes ([`hash_parts`]): a tenth of the memory of the strings, and stable
-/// across runs (the state file stores them). A collision needs about 2^32 keys at once.
-/// The hash of a key written out in full (version 1 state files stored those).
+// Keys are kept as 64-bit FNV-1a hashes: a tenth of the memory of the strings, and stable
+// across runs (the state file stores them). A collision needs about 2^32 keys at once.
+
+/// The hash of a key written out in full; the `*_key` functions below hash the same text
+/// piece by piece, without building it.
 pub fn hash(key: &str) -> u64 {
     hash_parts(&[key])
 }

@@ -236,6 +236,24 @@ pub struct Frame<'a, P = Raw<'a>> {
     pub payload: Option<P>,
 }
 
+impl<'a, P> Frame<'a, P> {
+    /// The same frame with no payload (of any type): for an envelope whose payload did not read.
+    pub fn without_payload<Q>(self) -> Frame<'a, Q> {
+        Frame {
+            kind: self.kind,
+            envelope_id: self.envelope_id,
+            retry_attempt: self.retry_attempt,
+            reason: self.reason,
+            payload: None,
+        }
+    }
+}
+
+/// Whether `text` is a frame of type `kind` (its payload is skipped, not decoded).
+pub fn is_frame(text: &str, kind: &str) -> bool {
+    read::<Frame>(text).is_ok_and(|f| f.kind.get() == Some(kind))
+}
+
 /// An `events_api` envelope read in one pass, event included.
 pub type EventEnvelope<'a> = Frame<'a, Callback<'a, Event<'a>>>;
 
@@ -258,6 +276,8 @@ mod tests {
         assert!(Event::parse("[1]").is_err());
         assert!(read::<Frame>(r#"["hello"]"#).is_err());
         assert!(read::<Frame>(" {}").is_ok());
+        assert!(is_frame(r#"{"type":"pong","reply_to":1}"#, "pong"));
+        assert!(!is_frame(r#"{"type":"message","text":"pong"}"#, "pong"));
     }
 
     #[test]

@@ -153,10 +153,10 @@ async fn receive(
         crate::log::warn(&format!("refused an Events API request: {why}"));
         return text(StatusCode::UNAUTHORIZED, "invalid request signature\n");
     }
-    let Ok(v) = std::str::from_utf8(&body).map(event::read::<Callback>) else {
-        return text(StatusCode::BAD_REQUEST, "expected a JSON body\n");
-    };
-    let Ok(v) = v else {
+    let Some(v) = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|t| event::read::<Callback>(t).ok())
+    else {
         return text(StatusCode::BAD_REQUEST, "expected a JSON body\n");
     };
     match v.kind.get().unwrap_or("") {

@@ -1,7 +1,7 @@
 //! From a Slack message event to the `slack.message` trigger: which events count as new
 //! messages ([`Filter`]), what identifies them ([`Message::keys`]), and the payload in st2's
 //! schema plus slackctl's extra keys ([`payload`]), written straight to its line. Pure
-//! functions over the typed, borrowed [`Event`]; looked-up users and channels are JSON values.
+//! functions over the typed, borrowed [`Event`] and the looked-up [`UserInfo`] / [`ChannelInfo`].
 
 use super::dedupe;
 use super::event::{Event, Raw};
@@ -458,19 +458,16 @@ pub fn write_line(payload: &Payload, out: &mut Vec<u8>) -> serde_json::Result<()
     )
 }
 
-/// The line for `payload` as a string (tests, benchmarks).
-pub fn trigger_line(payload: &Payload) -> String {
-    let mut out = Vec::new();
-    match write_line(payload, &mut out) {
-        Ok(()) => String::from_utf8(out).unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn trigger_line(payload: &Payload) -> String {
+        let mut out = Vec::new();
+        write_line(payload, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
 
     fn msg(extra: Value) -> String {
         let mut m = json!({

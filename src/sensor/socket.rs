@@ -442,16 +442,7 @@ async fn on_frame(
             let (frame, unreadable) = match event::read::<EventEnvelope>(text) {
                 Ok(f) => (f, None),
                 Err(e) => match event::read::<Frame>(text) {
-                    Ok(f) => {
-                        let frame = EventEnvelope {
-                            kind: f.kind,
-                            envelope_id: f.envelope_id,
-                            retry_attempt: f.retry_attempt,
-                            reason: f.reason,
-                            payload: None,
-                        };
-                        (frame, Some(e))
-                    }
+                    Ok(f) => (f.without_payload(), Some(e)),
                     Err(_) => {
                         crate::log::warn("ignoring a Socket Mode frame that is not a JSON object");
                         return Ok(FrameResult::Continue);
@@ -615,12 +606,6 @@ async fn break_all(conns: &mut HashMap<u64, Conn>) {
     }
 }
 
-/// A frame's `type`, read without decoding the rest.
-fn frame_kind(text: &str) -> Option<String> {
-    let frame = event::read::<Frame>(text).ok()?;
-    frame.kind.0.map(|k| k.into_owned())
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -670,7 +655,7 @@ async fn connection(
             Ok(None) => return closed("closed before hello".into(), None),
             Ok(Some(Err(e))) => return closed(format!("socket error before hello: {e}"), None),
             Ok(Some(Ok(Message::Text(t)))) => {
-                if frame_kind(&t).as_deref() == Some("hello") {
+                if event::is_frame(&t, "hello") {
                     break;
                 }
                 early.push(t);
@@ -711,7 +696,7 @@ async fn connection(
                         // RTM answers pings with a frame: handled here, where the ping went out.
                         if opener.protocol == Protocol::Rtm
                             && t.as_str().contains("pong")
-                            && frame_kind(&t).as_deref() == Some("pong")
+                            && event::is_frame(&t, "pong")
                         {
                             awaiting_pong = None;
                             continue;
