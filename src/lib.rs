@@ -14,4 +14,5 @@ pub mod params;
 pub mod redact;
 pub mod run;
 pub mod sensor;
+pub mod store;
 pub mod transport;

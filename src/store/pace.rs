@@ -1,0 +1,1 @@
+//! See `store` (mod.rs); filled in by the pace work.
