@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::redact::Secret;
 use crate::transport::encode::{encode, verb_for};
-use crate::transport::pace::{Pacer, Slot, fingerprint};
+use crate::transport::pace::{Pacer, Scope, Slot, fingerprint};
 use crate::transport::{Client, ClientOptions, Request, paginate};
 use serde_json::{Map, Value};
 
@@ -29,16 +29,20 @@ pub fn client(settings: &Settings, verbose: bool) -> Result<Client> {
         timeout: settings.timeout,
         retries: settings.retries,
         verbose,
-        pacer: settings
-            .pace_state
-            .clone()
-            .map(|p| Pacer::new(p, settings.max_wait)),
+        pacer: settings.pace_state.clone().map(|p| {
+            Pacer::new(
+                std::sync::Arc::new(crate::store::pace::LocalPace::new(p)),
+                settings.max_wait,
+                settings.limits.clone(),
+            )
+        }),
         ..ClientOptions::default()
     })
 }
 
-/// The rate-limit slot of one call: per workspace (base URL + token fingerprint) and method,
-/// and per channel for `chat.postMessage`.
+/// The rate-limit slot of one call: per workspace and method, and per channel for
+/// `chat.postMessage`. The key names the token and the channel as given; the client turns
+/// them into the workspace id and the channel id (see `transport::pace`).
 pub fn pace_slot(
     action: &Action,
     method: &str,
@@ -49,17 +53,28 @@ pub fn pace_slot(
     let who = fingerprint(&[&settings.api_url, token.map(Secret::expose).unwrap_or("")]);
     let mut key = format!("{who}|{method}");
     let mut label = method.to_string();
-    if method == "chat.postMessage"
-        && let Some(ch) = params.get("channel").and_then(Value::as_str)
-    {
+    let channel = (method == "chat.postMessage")
+        .then(|| params.get("channel").and_then(Value::as_str))
+        .flatten();
+    if let Some(ch) = channel {
         key.push('|');
-        key.push_str(ch);
+        if crate::transport::pace::is_conversation_id(ch) {
+            key.push_str(ch);
+        } else {
+            key.push_str(&crate::transport::pace::channel_name(ch));
+        }
         label = format!("{method} to {ch}");
     }
     Slot {
         key,
         limit: settings.limits.for_call(action, method),
         label,
+        // auth.test is how a workspace is learned; it keeps the token's own key.
+        scope: (token.is_some() && method != "auth.test").then(|| Scope {
+            who,
+            method: method.to_string(),
+            channel: channel.map(str::to_string),
+        }),
     }
 }
 

@@ -88,6 +88,7 @@ pub async fn post(
         ),
         limit: settings.limits.for_webhook(),
         label: "incoming webhook".into(),
+        scope: None,
     };
     let mut attempt = 0;
     loop {

@@ -4,7 +4,6 @@
 //! skipped (send once) or, with `--mode mirror`, Slack is kept in step with the records:
 //! changed records update their message, vanished records delete it.
 
-pub mod journal;
 pub mod records;
 pub mod template;
 
@@ -13,11 +12,11 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::params::{self, RawParams, RawValue, ValidateOpts};
 use crate::run::{RunOptions, call_method};
+use crate::store::journal::{Claim, Entry, Journal, LocalJournal};
 use crate::transport::Client;
-use journal::{Entry, Journal};
 use records::{InputFormat, Record};
 use serde_json::{Map, Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use template::SharedCache;
@@ -60,7 +59,7 @@ struct Ctx {
     json: Map<String, Value>,
     env: minijinja::Environment<'static>,
     cache: SharedCache,
-    journal: Option<Mutex<Journal>>,
+    journal: Option<Mutex<Box<dyn Journal>>>,
     opts: BulkOptions,
     lookups: tokio::sync::Mutex<()>,
 }
@@ -105,14 +104,16 @@ pub async fn run(
     check(action, &opts)?;
     let journal = match &opts.state {
         Some(p) => {
-            let j = Journal::open(p)?;
-            if !j.interrupted.is_empty() {
+            let j: Box<dyn Journal> = Box::new(LocalJournal::open(p)?);
+            let uncertain = j.interrupted();
+            if !uncertain.is_empty() {
                 crate::log::warn(&format!(
-                    "{} record(s) were in flight when the last run stopped; they are sent again and may appear twice: {}",
-                    j.interrupted.len(),
-                    j.interrupted
+                    "{} record(s) were in flight when the last run on {} stopped; Slack may or may not have them, and they are sent again (so may appear twice): {}",
+                    uncertain.len(),
+                    p.display(),
+                    uncertain
                         .iter()
-                        .take(5)
+                        .take(10)
                         .cloned()
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -137,6 +138,7 @@ pub async fn run(
     });
     let mut summary = Summary::default();
     let mut seen: HashSet<String> = HashSet::new();
+    let mut first_line: HashMap<String, u64> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut input = records::open(&opts.each, opts.format)?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -162,6 +164,17 @@ pub async fn run(
                 }
                 Ok(rec) => {
                     let id = identifier(&rec, opts.id_field.as_deref());
+                    // With a journal, an identifier is one record: a repeat in the same input
+                    // is skipped here, before any task could send it beside the first.
+                    if ctx.journal.is_some() {
+                        if let Some(first) = first_line.get(&id) {
+                            let line = json!({"identifier": id, "success": true, "outcome": "skipped", "reason": format!("duplicate: line {} repeats the identifier of line {first}", rec.line)});
+                            tally(&line, &mut summary);
+                            stopped |= !emit(&line);
+                            continue;
+                        }
+                        first_line.insert(id.clone(), rec.line);
+                    }
                     if opts.mode == Mode::Mirror {
                         seen.insert(id.clone());
                     }
@@ -191,19 +204,16 @@ pub async fn run(
         eprintln!();
     }
     if opts.mode == Mode::Mirror && !stopped {
-        let gone: Vec<(String, Entry)> = {
-            let j = ctx
-                .journal
-                .as_ref()
-                .expect("mirror has a journal")
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            j.sent
-                .iter()
-                .filter(|(id, _)| !seen.contains(*id))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
+        let gone: Vec<(String, Entry)> = ctx
+            .journal
+            .as_ref()
+            .expect("mirror has a journal")
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .all_sent()?
+            .into_iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .collect();
         for (id, entry) in gone {
             let line = delete(&ctx, &id, &entry).await;
             tally(&line, &mut summary);
@@ -364,13 +374,13 @@ async fn resolve(ctx: &Ctx, users: HashSet<String>, channels: bool) -> Result<()
 /// Handles one record: render, validate, then send, update or skip.
 async fn one(ctx: &Ctx, rec: Record, id: String) -> Value {
     let skip_sent = ctx.opts.mode == Mode::Send;
-    let previous = ctx.journal.as_ref().and_then(|j| {
-        j.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sent
-            .get(&id)
-            .cloned()
-    });
+    let previous = match &ctx.journal {
+        Some(j) => match j.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            Ok(p) => p,
+            Err(e) => return failure(&id, &e),
+        },
+        None => None,
+    };
     if skip_sent && let Some(prev) = &previous {
         return json!({"identifier": id, "success": true, "outcome": "skipped", "app_identifier": prev.app_identifier});
     }
@@ -406,10 +416,18 @@ async fn one(ctx: &Ctx, rec: Record, id: String) -> Value {
         }
         return update(ctx, &id, prev, values, hash).await;
     }
-    if let Some(j) = &ctx.journal
-        && let Err(e) = j.lock().unwrap_or_else(|e| e.into_inner()).start(&id)
-    {
-        return failure(&id, &e);
+    if let Some(j) = &ctx.journal {
+        let claim = j.lock().unwrap_or_else(|e| e.into_inner()).claim(&id);
+        match claim {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Sent(prev)) => {
+                return json!({"identifier": id, "success": true, "outcome": "skipped", "app_identifier": prev.app_identifier});
+            }
+            Ok(Claim::Elsewhere) => {
+                return json!({"identifier": id, "success": true, "outcome": "skipped", "reason": "another process is sending it"});
+            }
+            Err(e) => return failure(&id, &e),
+        }
     }
     let result = if ctx.action.is_generic() {
         call_method(
@@ -442,7 +460,11 @@ async fn one(ctx: &Ctx, rec: Record, id: String) -> Value {
                     hash: Some(hash),
                     app_identifier: app.clone(),
                 };
-                if let Err(e) = j.lock().unwrap_or_else(|e| e.into_inner()).sent(&id, entry) {
+                if let Err(e) = j
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mark_sent(&id, entry)
+                {
                     return failure(&id, &e);
                 }
             }
@@ -453,7 +475,7 @@ async fn one(ctx: &Ctx, rec: Record, id: String) -> Value {
             // a network or HTTP failure is ambiguous and stays "in flight".
             let definite = e.response.is_some() || e.kind != crate::error::Kind::Failed;
             if definite && let Some(j) = &ctx.journal {
-                let _ = j.lock().unwrap_or_else(|e| e.into_inner()).failed(&id);
+                let _ = j.lock().unwrap_or_else(|e| e.into_inner()).release(&id);
             }
             failure(&id, &e)
         }
@@ -518,7 +540,10 @@ async fn update(
                 ..prev.clone()
             };
             if let Some(j) = &ctx.journal
-                && let Err(e) = j.lock().unwrap_or_else(|e| e.into_inner()).sent(id, entry)
+                && let Err(e) = j
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mark_sent(id, entry)
             {
                 return failure(id, &e);
             }
@@ -542,7 +567,7 @@ async fn delete(ctx: &Ctx, id: &str, prev: &Entry) -> Value {
     };
     if gone
         && let Some(j) = &ctx.journal
-        && let Err(e) = j.lock().unwrap_or_else(|e| e.into_inner()).deleted(id)
+        && let Err(e) = j.lock().unwrap_or_else(|e| e.into_inner()).forget(id)
     {
         return failure(id, &e);
     }

@@ -224,12 +224,18 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
         let mut emit = |page: &serde_json::Value, keys: &[String]| {
             out.write_str(&jsonl_items(page, keys));
             out.flush();
+            if out.is_broken() {
+                // The reader went away: some of this page may not have reached it, so the
+                // saved cursor stays at this page (a resumed run repeats it, skips nothing).
+                return false;
+            }
+            // Every line of this page is out and flushed: the next page is where to resume.
             if let (Some(path), Some(next)) =
                 (&cursor_file, crate::transport::paginate::next_cursor(page))
             {
                 save_cursor(path, &next);
             }
-            !out.is_broken()
+            true
         };
         let r = rt.block_on(call_method(
             &client,
@@ -293,14 +299,14 @@ fn jsonl_items(page: &serde_json::Value, keys: &[String]) -> String {
     buf
 }
 
-/// Writes the cursor aside and renames it into place, so a crash never leaves half a cursor.
+/// Replaces the cursor file atomically (`0600`, never through a link), so a crash leaves the
+/// old cursor or the new one, never half of one.
 fn save_cursor(path: &std::path::Path, cursor: &str) {
-    let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, cursor)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .is_err()
-    {
-        crate::log::warn(&format!("cannot save the cursor to {}", path.display()));
+    if let Err(e) = crate::store::replace_file(path, cursor.as_bytes(), true) {
+        crate::log::warn(&format!(
+            "cannot save the cursor to {}: {e}",
+            path.display()
+        ));
     }
 }
 

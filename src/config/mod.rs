@@ -116,6 +116,8 @@ pub struct RateLimits {
     pub tier4: Option<u32>,
     /// `chat.postMessage` per channel, per second.
     pub per_channel: Option<u32>,
+    /// `chat.postMessage` per channel: how many may go at once after a quiet spell.
+    pub channel_burst: Option<u32>,
     /// Incoming webhook posts per second.
     pub webhook: Option<u32>,
     /// Per-method overrides, calls per minute.
@@ -136,6 +138,7 @@ impl Default for RateLimits {
             tier3: None,
             tier4: None,
             per_channel: None,
+            channel_burst: None,
             webhook: None,
             methods: BTreeMap::new(),
             max_wait: None,
@@ -545,6 +548,7 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
             rl.tier4.unwrap_or(defaults.tiers[3]),
         ],
         per_channel: rl.per_channel.unwrap_or(defaults.per_channel),
+        channel_burst: rl.channel_burst.unwrap_or(defaults.channel_burst),
         webhook: rl.webhook.unwrap_or(defaults.webhook),
         methods: rl.methods.clone(),
     };
@@ -577,19 +581,23 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
     })
 }
 
-/// Where concurrent processes share their rate-limit budget: the runtime dir, else the state
-/// dir, else `~/.local/state`, else the temp dir.
-pub fn default_state_path(env: &Env) -> PathBuf {
-    let base = env
-        .get(env::XDG_RUNTIME_DIR)
+/// The per-user directory for state that outlives a process (pacing, caches):
+/// `$XDG_STATE_HOME/slackctl`, else `~/.local/state/slackctl`, else the temp dir.
+pub fn state_dir(env: &Env) -> PathBuf {
+    env.get(env::XDG_STATE_HOME)
+        .filter(|d| Path::new(d).is_absolute())
         .map(PathBuf::from)
-        .or_else(|| env.get(env::XDG_STATE_HOME).map(PathBuf::from))
         .or_else(|| {
             env.get(env::HOME)
                 .map(|h| Path::new(h).join(".local/state"))
         })
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("slackctl").join("ratelimit.json")
+        .unwrap_or_else(std::env::temp_dir)
+        .join("slackctl")
+}
+
+/// Where concurrent processes share their rate-limit budget.
+pub fn default_state_path(env: &Env) -> PathBuf {
+    state_dir(env).join(crate::store::pace::FILE)
 }
 
 impl Settings {

@@ -272,10 +272,19 @@ async fn run(
         Err(resp) => return resp,
     };
 
-    if let Some(retry) = shared
-        .limits
-        .check_api(name, parsed.args.get("channel").and_then(Value::as_str))
-    {
+    // Slack limits a channel however it is spelled: count by the resolved id.
+    let channel = parsed.args.get("channel").and_then(Value::as_str);
+    let channel = match channel {
+        Some(c) if shared.limits.active() && name == "chat.postMessage" => {
+            let ws = shared.lock();
+            let found = ws
+                .channel_index(c)
+                .or_else(|| ws.channel_by_name(c.trim_start_matches('#')));
+            Some(found.map_or_else(|| c.to_string(), |i| ws.channels[i].id.clone()))
+        }
+        other => other.map(str::to_string),
+    };
+    if let Some(retry) = shared.limits.check_api(name, channel.as_deref()) {
         let mut resp = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"ok": false, "error": "ratelimited"}),

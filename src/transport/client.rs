@@ -11,10 +11,20 @@
 //!   ambiguous failure can post twice.
 
 use super::encode::Body;
+use super::pace::{self, Pacer, Slot};
 use crate::error::{Error, Result};
 use crate::redact::Secret;
 use serde_json::Value;
 use std::time::Duration;
+
+/// How long a token's workspace is remembered (tokens rarely change workspace; a revoked
+/// one fails its own call anyway).
+const WORKSPACE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long channel ids by name are remembered (a renamed channel keeps its id; a new name
+/// is looked up after this).
+const CHANNEL_TTL: Duration = Duration::from_secs(3600);
+/// At most this many `conversations.list` pages (of 1000) to resolve a channel name.
+const LIST_PAGES: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -114,15 +124,19 @@ impl Client {
     /// Calls a Web API method; `ok: false` becomes an error carrying Slack's answer.
     pub async fn call(&self, req: &Request<'_>) -> Result<Response> {
         let mut attempt = 0u32;
+        let pace = match (&self.opts.pacer, &req.pace) {
+            (Some(p), Some(slot)) => Some(self.resolve(p, slot, req.token).await),
+            _ => None,
+        };
         loop {
-            if let (Some(p), Some(slot)) = (&self.opts.pacer, &req.pace) {
+            if let (Some(p), Some(slot)) = (&self.opts.pacer, &pace) {
                 p.wait(slot).await?;
             }
             match self.attempt(req).await {
                 Attempt::Done(r) => return r,
                 Attempt::Retry { wait, why } => {
                     if let (Some(p), Some(slot), true) =
-                        (&self.opts.pacer, &req.pace, why.contains("429"))
+                        (&self.opts.pacer, &pace, why.contains("429"))
                     {
                         // Feed the 429 back so every process holds off this key.
                         p.penalize(slot, wait);
@@ -143,11 +157,127 @@ impl Client {
                         self.opts.retries
                     ));
                     // With pacing, the penalty above makes the next slot wait instead.
-                    if self.opts.pacer.is_none() || req.pace.is_none() || !why.contains("429") {
+                    if self.opts.pacer.is_none() || pace.is_none() || !why.contains("429") {
                         tokio::time::sleep(wait).await;
                     }
                 }
             }
+        }
+    }
+
+    /// Turns a slot's key from token + channel-as-given into workspace + channel id, so
+    /// every token of a workspace and every spelling of a channel share one bucket. Both
+    /// facts are learned once (`auth.test`; `conversations.list` for a channel name) and
+    /// cached for every process; when a lookup fails the slot keeps its stand-in key.
+    async fn resolve(&self, p: &Pacer, slot: &Slot, token: Option<&Secret>) -> Slot {
+        let Some(scope) = &slot.scope else {
+            return slot.clone();
+        };
+        let team_key = format!("team|{}", scope.who);
+        let team = match p.lookup(&team_key) {
+            Some(t) => Some(t),
+            None => {
+                let body = self.lookup_call("auth.test", Vec::new(), token).await;
+                let t = body.and_then(|b| b["team_id"].as_str().map(str::to_string));
+                if let Some(t) = &t {
+                    p.remember(&[(team_key, t.clone())], WORKSPACE_TTL);
+                }
+                t
+            }
+        };
+        let Some(team) = team else {
+            return slot.clone();
+        };
+        let mut key = format!("{team}|{}", scope.method);
+        if let Some(ch) = &scope.channel {
+            key.push('|');
+            key.push_str(&self.channel_id(p, &team, ch, token).await);
+        }
+        Slot {
+            key,
+            scope: None,
+            ..slot.clone()
+        }
+    }
+
+    /// The id of a channel given by name (or the name, when no listing has it).
+    async fn channel_id(&self, p: &Pacer, team: &str, ch: &str, token: Option<&Secret>) -> String {
+        if pace::is_conversation_id(ch.trim()) {
+            return ch.trim().to_string();
+        }
+        let name = pace::channel_name(ch);
+        let key = |n: &str| format!("channel|{team}|{n}");
+        if let Some(id) = p.lookup(&key(&name)) {
+            return id;
+        }
+        let listed = format!("channels-listed|{team}");
+        if p.lookup(&listed).is_none() {
+            // One listing caches every name of the workspace for every process.
+            let mut found: Vec<(String, String)> = Vec::new();
+            let mut cursor = String::new();
+            let slot = Slot {
+                key: format!("{team}|conversations.list"),
+                limit: p.limits.for_call(
+                    crate::catalog::find("conversations.list").expect("catalogued"),
+                    "conversations.list",
+                ),
+                label: "conversations.list".into(),
+                scope: None,
+            };
+            for _ in 0..LIST_PAGES {
+                if p.wait(&slot).await.is_err() {
+                    break;
+                }
+                let mut args = vec![
+                    (
+                        "types".to_string(),
+                        "public_channel,private_channel".to_string(),
+                    ),
+                    ("exclude_archived".into(), "true".into()),
+                    ("limit".into(), "1000".into()),
+                ];
+                if !cursor.is_empty() {
+                    args.push(("cursor".into(), cursor.clone()));
+                }
+                let Some(page) = self.lookup_call("conversations.list", args, token).await else {
+                    break;
+                };
+                for c in page["channels"].as_array().into_iter().flatten() {
+                    if let (Some(n), Some(id)) = (c["name"].as_str(), c["id"].as_str()) {
+                        found.push((key(n), id.to_string()));
+                    }
+                }
+                cursor = super::paginate::next_cursor(&page).unwrap_or_default();
+                if cursor.is_empty() {
+                    found.push((listed.clone(), "1".into()));
+                    break;
+                }
+            }
+            p.remember(&found, CHANNEL_TTL);
+            if let Some(id) = p.lookup(&key(&name)) {
+                return id;
+            }
+        }
+        format!("#{name}")
+    }
+
+    /// One unpaced, unretried form POST for a lookup the pacer needs; `None` on any failure.
+    async fn lookup_call(
+        &self,
+        method: &str,
+        args: Vec<(String, String)>,
+        token: Option<&Secret>,
+    ) -> Option<Value> {
+        let req = Request {
+            method,
+            body: Body::Form(args),
+            token,
+            idempotent: true,
+            pace: None,
+        };
+        match self.attempt(&req).await {
+            Attempt::Done(Ok(r)) => Some(r.body),
+            _ => None,
         }
     }
 

@@ -1,43 +1,46 @@
 //! Proactive pacing: wait before sending rather than collect 429s.
 //!
-//! Every call takes a slot from a sliding window keyed by workspace and method (and, for
-//! `chat.postMessage`, by channel; for webhooks, by URL). The windows live in one JSON state
-//! file guarded by an exclusive file lock, so concurrent slackctl processes on one machine
-//! share one budget: each process reserves the next free start time under the lock, then
-//! sleeps outside it. A 429 that still happens feeds back as a block on that key until its
-//! `Retry-After` has passed, for every process.
+//! Every call takes a token from a bucket keyed by workspace and method (and, for
+//! `chat.postMessage`, by channel; for webhooks, by URL). The workspace is the `team_id` that
+//! `auth.test` reports for the token (so two tokens of one workspace share its limits) and
+//! the channel is its id (so `general`, `#general` and `C…` are one channel); both are
+//! learned once and cached in the shared store. The buckets live in a [`PaceStore`] shared
+//! by every slackctl process (a locked file by default): each process takes its token in one
+//! atomic step, then sleeps outside the lock until its start time. A 429 that still happens
+//! blocks that key until its `Retry-After` has passed, for every process.
 //!
-//! Defaults are Slack's documented floors: Tier 1: 1/min, Tier 2: 20/min, Tier 3: 50/min,
-//! Tier 4: 100/min, unknown tiers as Tier 2, `chat.postMessage` 1/s per channel, incoming
-//! webhooks 1/s, `auth.test` and `chat.getPermalink` 600/min. All can be overridden.
+//! Buckets model Slack's behaviour, which allows short bursts: `chat.postMessage` 1/s per
+//! channel with a burst of 3, the tiers per minute (Tier 1: 1, Tier 2: 20, Tier 3: 50,
+//! Tier 4: 100; unknown tiers as Tier 2) with a burst of a quarter of that, incoming webhooks
+//! 1/s, `auth.test` and `chat.getPermalink` 600/min. All can be overridden.
+//!
+//! When the shared store cannot be used (unwritable, a link, a full disk), pacing goes on
+//! within this process only, after one warning: a send is never refused for its pacing state.
 
 use crate::catalog::{Action, Tier};
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, Write};
-use std::path::PathBuf;
+use crate::store::pace::{Bucket, MemoryPace, PaceStore};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// At most `max` calls per `window`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limit {
-    pub max: u32,
-    pub window: Duration,
+/// A token bucket: `rate` calls per second sustained, `burst` at once.
+pub type Limit = Bucket;
+
+/// `n` calls per minute, with a quarter of them allowed at once.
+pub fn per_minute(n: u32) -> Limit {
+    let n = n.max(1);
+    Bucket {
+        rate: n as f64 / 60.0,
+        burst: (n / 4).max(1),
+    }
 }
 
-impl Limit {
-    pub const fn per_minute(n: u32) -> Limit {
-        Limit {
-            max: n,
-            window: Duration::from_secs(60),
-        }
-    }
-    pub const fn per_second(n: u32) -> Limit {
-        Limit {
-            max: n,
-            window: Duration::from_secs(1),
-        }
+/// `n` calls per second, `burst` at once.
+pub fn per_second(n: u32, burst: u32) -> Limit {
+    Bucket {
+        rate: n.max(1) as f64,
+        burst: burst.max(1),
     }
 }
 
@@ -47,6 +50,8 @@ pub struct Limits {
     pub tiers: [u32; 4],
     /// `chat.postMessage` per channel, per second.
     pub per_channel: u32,
+    /// `chat.postMessage` per channel, at once after a quiet spell.
+    pub channel_burst: u32,
     /// Incoming webhooks, per second.
     pub webhook: u32,
     /// Per-method overrides, per minute.
@@ -58,6 +63,7 @@ impl Default for Limits {
         Limits {
             tiers: [1, 20, 50, 100],
             per_channel: 1,
+            channel_burst: 3,
             webhook: 1,
             methods: BTreeMap::new(),
         }
@@ -65,60 +71,72 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The window for one call of `action` (optionally to `channel`).
+    /// The bucket for one call of `action`.
     pub fn for_call(&self, action: &Action, method: &str) -> Limit {
         if let Some(n) = self.methods.get(method) {
-            return Limit::per_minute((*n).max(1));
+            return per_minute(*n);
         }
         match (method, action.tier) {
-            ("chat.postMessage", _) => Limit::per_second(self.per_channel.max(1)),
-            ("auth.test" | "chat.getPermalink", _) => Limit::per_minute(600),
-            (_, Tier::T1) => Limit::per_minute(self.tiers[0].max(1)),
-            (_, Tier::T3) => Limit::per_minute(self.tiers[2].max(1)),
-            (_, Tier::T4) => Limit::per_minute(self.tiers[3].max(1)),
-            _ => Limit::per_minute(self.tiers[1].max(1)),
+            ("chat.postMessage", _) => per_second(self.per_channel, self.channel_burst),
+            ("auth.test" | "chat.getPermalink", _) => per_minute(600),
+            (_, Tier::T1) => per_minute(self.tiers[0]),
+            (_, Tier::T3) => per_minute(self.tiers[2]),
+            (_, Tier::T4) => per_minute(self.tiers[3]),
+            _ => per_minute(self.tiers[1]),
         }
     }
 
     pub fn for_webhook(&self) -> Limit {
-        Limit::per_second(self.webhook.max(1))
+        per_second(self.webhook, 1)
     }
 }
 
-/// A slot to take before sending: the window key and its limit.
+/// A token to take before sending.
 #[derive(Debug, Clone)]
 pub struct Slot {
+    /// The bucket's key. With a `scope`, a stand-in until the client resolves it.
     pub key: String,
     pub limit: Limit,
     /// What to call it in a waiting message.
     pub label: String,
+    /// Set when the key still names a token and a channel as given, not the workspace and
+    /// the channel id.
+    pub scope: Option<Scope>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    #[serde(default)]
-    keys: BTreeMap<String, KeyState>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct KeyState {
-    /// Start times (Unix seconds) of recent calls, oldest first.
-    #[serde(default)]
-    log: Vec<f64>,
-    /// No call may start before this (set by a 429's Retry-After).
-    #[serde(default)]
-    blocked_until: f64,
-}
-
-/// The shared pacer. `None` state path means pacing is off (`--no-rate-limit`).
+/// What a Web API call's key is made of before resolution.
 #[derive(Debug, Clone)]
+pub struct Scope {
+    /// Fingerprint of the API URL and token (the workspace until `auth.test` says which).
+    pub who: String,
+    pub method: String,
+    /// `chat.postMessage`'s channel as given (`general`, `#general`, `C…`).
+    pub channel: Option<String>,
+}
+
+/// The shared pacer. Absent from the client when pacing is off (`--no-rate-limit`).
+#[derive(Clone)]
 pub struct Pacer {
-    path: PathBuf,
+    store: Arc<dyn PaceStore>,
+    /// Set, once, when the shared store failed: pacing within this process from then on.
+    fallback: Arc<OnceLock<MemoryPace>>,
+    /// Facts already looked up by this process (workspace of a token, channel ids).
+    memo: Arc<Mutex<HashMap<String, String>>>,
     /// Longest wait accepted before failing instead.
     pub max_wait: Duration,
+    pub limits: Limits,
 }
 
-fn now() -> f64 {
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("store", &self.store.describe())
+            .field("max_wait", &self.max_wait)
+            .finish()
+    }
+}
+
+pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -138,37 +156,75 @@ pub fn fingerprint(parts: &[&str]) -> String {
 }
 
 impl Pacer {
-    pub fn new(path: PathBuf, max_wait: Duration) -> Pacer {
-        Pacer { path, max_wait }
+    pub fn new(store: Arc<dyn PaceStore>, max_wait: Duration, limits: Limits) -> Pacer {
+        Pacer {
+            store,
+            fallback: Arc::default(),
+            memo: Arc::default(),
+            max_wait,
+            limits,
+        }
     }
 
-    /// Reserves the next start time for `slot` and returns how long to wait for it.
-    fn reserve(&self, slot: &Slot) -> Result<Duration> {
-        self.with_state(|state| {
-            let t = now();
-            let ks = state.keys.entry(slot.key.clone()).or_default();
-            let window = slot.limit.window.as_secs_f64();
-            ks.log.retain(|s| *s > t - window);
-            let mut start = t.max(ks.blocked_until);
-            let max = slot.limit.max.max(1) as usize;
-            if ks.log.len() >= max {
-                // The call `max` places back must have left the window before this one starts.
-                start = start.max(ks.log[ks.log.len() - max] + window);
+    /// Runs `op` on the shared store, or on the in-process one once the shared one failed
+    /// (said once, with the reason).
+    fn on_store<T>(&self, op: impl Fn(&dyn PaceStore) -> std::io::Result<T>) -> T
+    where
+        T: Default,
+    {
+        if let Some(m) = self.fallback.get() {
+            return op(m).unwrap_or_default();
+        }
+        match op(self.store.as_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                let m = self.fallback.get_or_init(|| {
+                    crate::log::warn(&format!(
+                        "cannot use the shared rate-limit state {}: {e}; pacing within this process only (other slackctl processes are not coordinated with it)",
+                        self.store.describe()
+                    ));
+                    MemoryPace::default()
+                });
+                op(m).unwrap_or_default()
             }
-            ks.log.push(start);
-            ks.log.sort_by(f64::total_cmp);
-            // Forget keys nobody used for a while, so the file stays small.
-            state.keys.retain(|_, k| {
-                k.log.last().is_some_and(|l| *l > t - 3600.0) || k.blocked_until > t
-            });
-            Duration::from_secs_f64((start - t).max(0.0))
-        })
+        }
     }
 
-    /// Waits for a slot, telling the user when the wait is noticeable; fails when it would
+    /// A cached fact (this process first, then the shared store).
+    pub fn lookup(&self, key: &str) -> Option<String> {
+        if let Some(v) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Some(v.clone());
+        }
+        let t = now();
+        let v = self.on_store(|s| s.cache_get(key, t))?;
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), v.clone());
+        Some(v)
+    }
+
+    /// Caches facts for every process, for `ttl`.
+    pub fn remember(&self, entries: &[(String, String)], ttl: Duration) {
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(entries.iter().cloned());
+        let t = now();
+        self.on_store(|s| s.cache_put(entries, t, ttl.as_secs_f64()));
+    }
+
+    /// Takes a token for `slot` and returns how long to wait for its start.
+    fn reserve(&self, slot: &Slot) -> Duration {
+        let t = now();
+        let start = self.on_store(|s| s.take(&slot.key, slot.limit, t));
+        Duration::from_secs_f64((start - t).max(0.0))
+    }
+
+    /// Waits for a token, telling the user when the wait is noticeable; fails when it would
     /// exceed `max_wait`.
     pub async fn wait(&self, slot: &Slot) -> Result<()> {
-        let wait = self.reserve(slot)?;
+        let wait = self.reserve(slot);
         if wait > self.max_wait {
             return Err(Error::failed(format!(
                 "{}: the rate limit would need a wait of {:.0}s, more than the {:.0}s allowed",
@@ -191,89 +247,90 @@ impl Pacer {
         Ok(())
     }
 
-    /// Records a 429: nobody starts `slot` again before `retry_after` has passed.
+    /// Records a 429: no process starts `slot` again before `retry_after` has passed.
     pub fn penalize(&self, slot: &Slot, retry_after: Duration) {
-        let _ = self.with_state(|state| {
-            let ks = state.keys.entry(slot.key.clone()).or_default();
-            ks.blocked_until = ks.blocked_until.max(now() + retry_after.as_secs_f64());
-        });
+        let until = now() + retry_after.as_secs_f64();
+        self.on_store(|s| s.block(&slot.key, until));
     }
+}
 
-    /// Runs `f` on the state under an exclusive lock, then writes it back.
-    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T> {
-        let io = |e: std::io::Error| {
-            Error::config(format!(
-                "rate-limit state file {}: {e}",
-                self.path.display()
-            ))
-            .hint("set rate_limits.state_file to a writable path, or use --no-rate-limit")
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.path)
-            .map_err(io)?;
-        file.lock().map_err(io)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io)?;
-        // A damaged file only costs the remembered windows, never the call.
-        let mut state: State = serde_json::from_str(&text).unwrap_or_default();
-        let out = f(&mut state);
-        let data = serde_json::to_vec(&state).unwrap_or_default();
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        file.write_all(&data).map_err(io)?;
-        let _ = file.unlock();
-        Ok(out)
-    }
+/// Whether a `chat.postMessage` channel is already an id (`C…`, `G…`, `D…`, or a user id
+/// that Slack turns into a DM), not a name.
+pub fn is_conversation_id(ch: &str) -> bool {
+    let mut chars = ch.chars();
+    matches!(chars.next(), Some('C' | 'G' | 'D' | 'U' | 'W'))
+        && ch.len() >= 2
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// A channel name as Slack compares them: no leading `#`, lower case.
+pub fn channel_name(ch: &str) -> String {
+    ch.trim().trim_start_matches('#').to_lowercase()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pacer(tag: &str) -> Pacer {
-        let p =
-            std::env::temp_dir().join(format!("slackctl-pace-{}-{tag}.json", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        Pacer::new(p, Duration::from_secs(600))
+    fn pacer() -> Pacer {
+        Pacer::new(
+            Arc::new(MemoryPace::default()),
+            Duration::from_secs(600),
+            Limits::default(),
+        )
+    }
+
+    fn slot(limit: Limit) -> Slot {
+        Slot {
+            key: "k".into(),
+            limit,
+            label: "t".into(),
+            scope: None,
+        }
     }
 
     #[test]
-    fn slots_spread_over_the_window() {
-        let p = pacer("spread");
-        let slot = Slot {
-            key: "k".into(),
-            limit: Limit::per_minute(2),
-            label: "t".into(),
-        };
-        assert!(p.reserve(&slot).unwrap() < Duration::from_millis(50));
-        assert!(p.reserve(&slot).unwrap() < Duration::from_millis(50));
-        let third = p.reserve(&slot).unwrap();
+    fn a_tier_allows_a_quarter_at_once_then_spreads_the_rest() {
+        let p = pacer();
+        let s = slot(per_minute(8));
+        assert!(p.reserve(&s) < Duration::from_millis(50));
+        assert!(p.reserve(&s) < Duration::from_millis(50));
+        let third = p.reserve(&s);
         assert!(
-            third > Duration::from_secs(59) && third <= Duration::from_secs(60),
+            third > Duration::from_secs(6) && third <= Duration::from_millis(7600),
             "{third:?}"
         );
-        let fourth = p.reserve(&slot).unwrap();
-        assert!(fourth > Duration::from_secs(59), "{fourth:?}");
     }
 
     #[test]
     fn a_429_blocks_the_key() {
-        let p = pacer("block");
-        let slot = Slot {
-            key: "k".into(),
-            limit: Limit::per_second(100),
-            label: "t".into(),
-        };
-        p.penalize(&slot, Duration::from_secs(5));
-        let w = p.reserve(&slot).unwrap();
+        let p = pacer();
+        let s = slot(per_second(100, 3));
+        p.penalize(&s, Duration::from_secs(5));
+        let w = p.reserve(&s);
         assert!(w > Duration::from_secs(4), "{w:?}");
+    }
+
+    #[test]
+    fn an_unusable_store_falls_back_to_this_process() {
+        let dir = std::env::temp_dir().join(format!("slackctl-pace-fb-{}", std::process::id()));
+        std::fs::write(&dir, "a file where a directory should be").unwrap();
+        let store = crate::store::pace::LocalPace::new(dir.join("ratelimit.json"));
+        let p = Pacer::new(Arc::new(store), Duration::from_secs(600), Limits::default());
+        let s = slot(per_second(1, 2));
+        assert!(p.reserve(&s).is_zero());
+        assert!(p.reserve(&s).is_zero());
+        assert!(p.reserve(&s) > Duration::from_millis(900), "still paced");
+        assert!(p.fallback.get().is_some());
+        let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn channel_spellings() {
+        assert!(is_conversation_id("C0000002"));
+        assert!(is_conversation_id("D012AB"));
+        assert!(!is_conversation_id("general"));
+        assert_eq!(channel_name("#General"), "general");
     }
 
     #[test]
