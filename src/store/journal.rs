@@ -121,11 +121,7 @@ impl LocalJournal {
                     };
                     let unstart = |s: &mut Vec<String>| s.retain(|x| *x != l.id);
                     match l.event.as_str() {
-                        "start" => {
-                            if !started.contains(&l.id) {
-                                started.push(l.id);
-                            }
-                        }
+                        "start" if !started.contains(&l.id) => started.push(l.id),
                         "sent" => {
                             unstart(&mut started);
                             sent.insert(l.id, l.entry);

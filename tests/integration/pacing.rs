@@ -128,3 +128,206 @@ fn a_429_feeds_back_into_the_shared_budget() {
         started.elapsed()
     );
 }
+
+fn enforce(emu: &Emu, limits: &str) {
+    crate::support::http(
+        "POST",
+        &emu.base_url(),
+        "/_emulator/rate_limits",
+        Some(limits),
+    );
+}
+
+fn post(emu: &Emu, token: &str, channel: &str, text: &str) -> Out {
+    let ch = format!("channel={channel}");
+    let t = format!("text={text}");
+    Out::from(
+        emu.paced_cmd()
+            .env("SLACK_TOKEN", token)
+            .args(["--retries", "0", "run", "chat.postMessage", &ch, &t])
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The id of #general, as the emulator reports it.
+fn general_id(emu: &Emu) -> String {
+    let out = emu.run(&["run", "conversations.list", "limit=1000"]);
+    out.json()["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "general")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn three_spellings_from_three_processes_burst_then_share_one_channel_bucket() {
+    // Slack's channel limit: 1 per second with a burst of 3.
+    let emu = Emu::start();
+    let id = general_id(&emu);
+    enforce(&emu, "{}");
+    // The first process learns the workspace and the channel id (and caches them).
+    let warm = post(&emu, &emu.token("bot"), "random", "warm-up");
+    warm.assert_code(0);
+    emu.clear_requests();
+    let started = std::time::Instant::now();
+    for (i, spelling) in ["general", "#general", id.as_str()].iter().enumerate() {
+        post(&emu, &emu.token("bot"), spelling, &format!("burst {i}")).assert_code(0);
+    }
+    let burst = started.elapsed();
+    // Three posts to a quiet channel go at once (pacing each to 1/s took 2 s).
+    assert!(burst.as_secs_f64() < 1.5, "three posts took {burst:?}");
+    // A fourth, with the other token of the same workspace, waits for the shared bucket.
+    let fourth = post(&emu, &emu.token("user"), "#general", "fourth");
+    fourth.assert_code(0);
+    assert!(
+        fourth.stderr.contains("waiting"),
+        "the fourth post shares the bucket: {}",
+        fourth.stderr
+    );
+    assert_eq!(count_429(&emu), 0);
+    assert_eq!(emu.requests_to("chat.postMessage").len(), 4);
+    // The workspace and channel were learned once and cached for every process.
+    assert!(
+        emu.requests_to("auth.test").len() <= 1,
+        "{:?}",
+        emu.requests_to("auth.test")
+    );
+    assert!(emu.requests_to("conversations.list").is_empty());
+}
+
+#[test]
+fn a_flood_from_several_processes_in_several_spellings_gets_no_429() {
+    let emu = Emu::start();
+    let id = general_id(&emu);
+    // Scaled up on both sides (5/s, burst 3) to keep the test short.
+    enforce(&emu, r#"{"per_channel": 5, "channel_burst": 3}"#);
+    let dir = tempdir("pace");
+    let cfg = dir.join("slack.yaml");
+    std::fs::write(&cfg, "rate_limits:\n  per_channel: 5\n  channel_burst: 3\n").unwrap();
+    let recs = dir.join("r.jsonl");
+    std::fs::write(
+        &recs,
+        (0..5)
+            .map(|i| format!("{{\"n\": {i}}}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let spellings = ["general", "#general", id.as_str(), "#general"];
+    let children: Vec<_> = spellings
+        .iter()
+        .enumerate()
+        .map(|(p, ch)| {
+            let ch = format!("channel={ch}");
+            let text = format!("text=flood {p}.{{{{ n }}}}");
+            emu.paced_cmd()
+                .args(["--config", cfg.to_str().unwrap(), "--retries", "0"])
+                .args(["run", "chat.postMessage", &ch, &text, "--each"])
+                .arg(&recs)
+                .args(["--concurrency", "3"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        Out::from(c.wait_with_output().unwrap()).assert_code(0);
+    }
+    assert_eq!(count_429(&emu), 0, "a paced flood is never refused");
+    let floods = emu
+        .messages(&id)
+        .iter()
+        .filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with("flood ")))
+        .count();
+    assert_eq!(floods, 20);
+}
+
+#[test]
+fn a_damaged_state_file_is_rebuilt_and_the_send_goes_out() {
+    let emu = Emu::start();
+    let state = emu.home.join(".local/state/slackctl/ratelimit.json");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(&state, "\u{0}\u{1}garbage{{{").unwrap();
+    let out = post(&emu, &emu.token("bot"), "general", "after garbage");
+    out.assert_code(0).assert_no_panic();
+    assert!(out.stderr.contains("damaged; rebuilt"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&state).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).expect("valid again");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Deleted between runs: simply started afresh.
+    std::fs::remove_file(&state).unwrap();
+    post(&emu, &emu.token("bot"), "general", "after delete").assert_code(0);
+    assert!(state.exists());
+    assert_eq!(emu.requests_to("chat.postMessage").len(), 2);
+}
+
+#[test]
+fn an_unusable_state_falls_back_to_in_process_pacing_with_one_warning() {
+    let emu = Emu::start();
+    enforce(&emu, r#"{"per_channel": 5}"#);
+    // Where the state directory should be there is a file: nothing can be written there.
+    let base = emu.home.join(".local/state");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("slackctl"), "not a directory").unwrap();
+    let dir = tempdir("pace");
+    let recs = dir.join("r.jsonl");
+    std::fs::write(
+        &recs,
+        (0..6)
+            .map(|i| format!("{{\"n\": {i}}}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let cfg = dir.join("slack.yaml");
+    std::fs::write(&cfg, "rate_limits:\n  per_channel: 5\n").unwrap();
+    let out = Out::from(
+        emu.paced_cmd()
+            .args(["--config", cfg.to_str().unwrap(), "--retries", "0"])
+            .args([
+                "run",
+                "chat.postMessage",
+                "channel=general",
+                "text=n{{ n }}",
+                "--each",
+            ])
+            .arg(&recs)
+            .args(["--concurrency", "3"])
+            .output()
+            .unwrap(),
+    );
+    out.assert_code(0).assert_no_panic();
+    assert_eq!(
+        out.stderr
+            .matches("pacing within this process only")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    // Still paced: six posts against a burst of three, and no 429.
+    assert_eq!(count_429(&emu), 0);
+    assert_eq!(emu.requests_to("chat.postMessage").len(), 6);
+}
+
+#[test]
+fn a_state_file_that_is_a_link_is_never_written_through() {
+    let emu = Emu::start();
+    let dir = emu.home.join(".local/state/slackctl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = tempdir("victim").join("precious");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("ratelimit.json")).unwrap();
+    let out = post(&emu, &emu.token("bot"), "general", "via link");
+    out.assert_code(0);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}
