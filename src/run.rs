@@ -31,7 +31,7 @@ pub fn client(settings: &Settings, verbose: bool) -> Result<Client> {
         verbose,
         pacer: settings.pace_state.clone().map(|p| {
             Pacer::new(
-                std::sync::Arc::new(crate::store::pace::LocalPace::new(p)),
+                crate::store::pace::open(p),
                 settings.max_wait,
                 settings.limits.clone(),
             )

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::params::{self, RawParams, RawValue, ValidateOpts};
 use crate::run::{RunOptions, call_method};
-use crate::store::journal::{Claim, Entry, Journal, LocalJournal};
+use crate::store::journal::{Claim, Entry, Journal};
 use crate::transport::Client;
 use records::{InputFormat, Record};
 use serde_json::{Map, Value, json};
@@ -104,7 +104,7 @@ pub async fn run(
     check(action, &opts)?;
     let journal = match &opts.state {
         Some(p) => {
-            let j: Box<dyn Journal> = Box::new(LocalJournal::open(p)?);
+            let j = crate::store::journal::open(p)?;
             let uncertain = j.interrupted();
             if !uncertain.is_empty() {
                 crate::log::warn(&format!(

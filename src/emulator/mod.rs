@@ -39,8 +39,9 @@
 //! * `POST /_emulator/sockets/flood {"count": N}`: N synthetic message envelopes straight onto
 //!   the Socket Mode connections (for benchmarks).
 //! * `POST /_emulator/rate_limits` (`{}` for Slack's floors, or `{"tiers": [1,20,50,100],
-//!   "per_channel": 1, "webhook": 1, "methods": {…}, "enabled": true}`), `DELETE` to stop:
-//!   answer 429 with `Retry-After` when a client exceeds the limits (see `limits.rs`).
+//!   "per_channel": 1, "channel_burst": 3, "webhook": 1, "methods": {…}, "enabled": true}`),
+//!   `DELETE` to stop: answer 429 with `Retry-After` when a client exceeds the limits, token
+//!   buckets that allow Slack's short bursts, per channel id (see `limits.rs`).
 //!
 //! * `POST /_emulator/messages`: posts messages as anyone (`user`, `as: "bot" | "webhook"`,
 //!   `subtype`, `thread_ts`, `count` for a same-second batch, DMs via a `U…` channel); see

@@ -70,6 +70,12 @@ struct Line {
     entry: Entry,
 }
 
+/// Opens the journal named by `--state`: the one place a backend is chosen for it (today a
+/// local file; a shared backend would be recognised by its address here).
+pub fn open(state: &Path) -> Result<Box<dyn Journal>> {
+    Ok(Box::new(LocalJournal::open(state)?))
+}
+
 /// The journal as a local JSON Lines file, owned by one run at a time.
 pub struct LocalJournal {
     path: PathBuf,

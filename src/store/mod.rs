@@ -21,6 +21,7 @@ pub mod seen;
 use crate::error::Error;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -54,10 +55,11 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    b.mode(0o700);
+    b.create(dir)
 }
 
 fn parent(path: &Path) -> Option<&Path> {
@@ -83,7 +85,9 @@ pub fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
     }
     refuse_symlink(path)?;
     let mut o = OpenOptions::new();
-    o.read(true).create(true).mode(0o600);
+    o.read(true).create(true);
+    #[cfg(unix)]
+    o.mode(0o600);
     if append {
         o.append(true);
     } else {
@@ -112,11 +116,11 @@ pub fn replace_file(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()>
     let _ = std::fs::remove_file(&tmp);
     let written = (|| {
         // create_new: never follows a link planted at the temporary name.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut o = OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        o.mode(0o600);
+        let mut f = o.open(&tmp)?;
         f.write_all(data)?;
         if sync {
             f.sync_all()?;

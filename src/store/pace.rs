@@ -95,6 +95,12 @@ impl Buckets {
     }
 }
 
+/// Opens the pacing store at `file`: the one place a backend is chosen for it (today the
+/// local file).
+pub fn open(file: PathBuf) -> std::sync::Arc<dyn PaceStore> {
+    std::sync::Arc::new(LocalPace::new(file))
+}
+
 /// The local file store.
 pub struct LocalPace {
     path: PathBuf,

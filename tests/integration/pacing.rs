@@ -331,3 +331,96 @@ fn a_state_file_that_is_a_link_is_never_written_through() {
     assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 }
+
+#[test]
+fn a_429_on_one_spelling_holds_every_process_posting_to_that_channel() {
+    let emu = Emu::start();
+    emu.fault(
+        json!({"path": "/api/chat.postMessage", "status": 429, "retry_after": 2, "times": 1}),
+    );
+    let started = std::time::Instant::now();
+    post(&emu, &emu.token("bot"), "general", "refused").assert_code(1);
+    // Another process, another spelling, the other token: it waits out the Retry-After.
+    let second = post(&emu, &emu.token("user"), "#general", "after the 429");
+    second.assert_code(0);
+    assert!(second.stderr.contains("waiting"), "{}", second.stderr);
+    assert!(
+        started.elapsed().as_secs_f64() >= 1.5,
+        "{:?}",
+        started.elapsed()
+    );
+    // Another channel was never blocked.
+    let other = post(&emu, &emu.token("bot"), "random", "elsewhere");
+    other.assert_code(0);
+    assert!(!other.stderr.contains("waiting"), "{}", other.stderr);
+    let sent: Vec<_> = emu
+        .requests_to("chat.postMessage")
+        .into_iter()
+        .filter(|r| r["status"] == 200)
+        .collect();
+    assert_eq!(sent.len(), 2);
+}
+
+#[test]
+fn kill_9_mid_flood_leaves_a_usable_state_and_no_429() {
+    let emu = Emu::start();
+    enforce(&emu, r#"{"per_channel": 5, "channel_burst": 3}"#);
+    let dir = tempdir("pace");
+    let cfg = dir.join("slack.yaml");
+    std::fs::write(&cfg, "rate_limits:\n  per_channel: 5\n  channel_burst: 3\n").unwrap();
+    let recs = |n: usize, tag: &str| {
+        let p = dir.join(format!("{tag}.jsonl"));
+        std::fs::write(
+            &p,
+            (0..n)
+                .map(|i| format!("{{\"n\": \"{tag}{i}\"}}\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        p
+    };
+    let flood = |file: &std::path::Path| {
+        emu.paced_cmd()
+            .args(["--config", cfg.to_str().unwrap(), "--retries", "0"])
+            .args([
+                "run",
+                "chat.postMessage",
+                "channel=general",
+                "text={{ n }}",
+                "--each",
+            ])
+            .arg(file)
+            .args(["--concurrency", "4"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut victim = flood(&recs(30, "v"));
+    // Kill it once it is well into the flood (its posts are visible at the emulator).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while emu.requests_to("chat.postMessage").len() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let others: Vec<_> = ["a", "b"].iter().map(|t| flood(&recs(4, t))).collect();
+    for c in others {
+        let o = Out::from(c.wait_with_output().unwrap());
+        o.assert_code(0).assert_no_panic();
+        assert!(!o.stderr.contains("damaged"), "{}", o.stderr);
+        assert!(!o.stderr.contains("within this process"), "{}", o.stderr);
+    }
+    assert_eq!(
+        count_429(&emu),
+        0,
+        "the state the killed process left still paces"
+    );
+    let state = emu.home.join(".local/state/slackctl/ratelimit.json");
+    serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(state).unwrap())
+        .expect("never torn");
+}
