@@ -173,6 +173,7 @@ impl Client {
         let Some(scope) = &slot.scope else {
             return slot.clone();
         };
+        let _one_at_a_time = p.resolving().await;
         let team_key = format!("team|{}", scope.who);
         let team = match p.lookup(&team_key) {
             Some(t) => Some(t),
@@ -258,7 +259,11 @@ impl Client {
                 return id;
             }
         }
-        format!("#{name}")
+        // Not listed (a DM name, a channel the token cannot see): key it by its name, and do
+        // not look again in this process.
+        let fallback = format!("#{name}");
+        p.note(&key(&name), &fallback);
+        fallback
     }
 
     /// One unpaced, unretried form POST for a lookup the pacer needs; `None` on any failure.

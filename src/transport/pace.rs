@@ -122,6 +122,9 @@ pub struct Pacer {
     fallback: Arc<OnceLock<MemoryPace>>,
     /// Facts already looked up by this process (workspace of a token, channel ids).
     memo: Arc<Mutex<HashMap<String, String>>>,
+    /// Held while a key is resolved, so concurrent calls of one process (a bulk run) look a
+    /// workspace or channel up once between them, not once each.
+    resolving: Arc<tokio::sync::Mutex<()>>,
     /// Longest wait accepted before failing instead.
     pub max_wait: Duration,
     pub limits: Limits,
@@ -161,6 +164,7 @@ impl Pacer {
             store,
             fallback: Arc::default(),
             memo: Arc::default(),
+            resolving: Arc::default(),
             max_wait,
             limits,
         }
@@ -202,6 +206,19 @@ impl Pacer {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), v.clone());
         Some(v)
+    }
+
+    /// Serialises key resolution within this process (see `resolving`).
+    pub async fn resolving(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.resolving.lock().await
+    }
+
+    /// Remembers a fact for this process only (e.g. that a name is not in the listing).
+    pub fn note(&self, key: &str, value: &str) {
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), value.to_string());
     }
 
     /// Caches facts for every process, for `ttl`.

@@ -316,6 +316,9 @@ fn an_unusable_state_falls_back_to_in_process_pacing_with_one_warning() {
     // Still paced: six posts against a burst of three, and no 429.
     assert_eq!(count_429(&emu), 0);
     assert_eq!(emu.requests_to("chat.postMessage").len(), 6);
+    // Three records in flight at once looked the workspace and the channel up once.
+    assert_eq!(emu.requests_to("auth.test").len(), 1);
+    assert_eq!(emu.requests_to("conversations.list").len(), 1);
 }
 
 #[test]
