@@ -12,10 +12,12 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The interpreter for the pack's Python tests: `$SLACKCTL_TEST_PYTHON` (the throwaway
 /// virtualenv `.ci/run` makes, with eventlet), else `python3`. `None` (the caller skips, saying
-/// so) when it or one of `modules` is missing; under `CI=true` that is a failure instead, so
-/// CI can never pass by skipping.
+/// so) when it or one of `modules` is missing; under `CI=true`, or when
+/// `$SLACKCTL_TEST_PYTHON` is set, that is a failure instead, so CI never passes by skipping.
 pub fn pack_python(modules: &[&str]) -> Option<String> {
-    let py = std::env::var("SLACKCTL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let chosen = std::env::var("SLACKCTL_TEST_PYTHON").ok();
+    let strict = chosen.is_some() || std::env::var("CI").as_deref() == Ok("true");
+    let py = chosen.unwrap_or_else(|| "python3".into());
     let mut check = Command::new(&py);
     check.arg("-c").arg(format!(
         "import sys{}",
@@ -27,8 +29,8 @@ pub fn pack_python(modules: &[&str]) -> Option<String> {
     }
     let what = format!("{py} with {modules:?}");
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {what} is not usable: run .ci/run, or set SLACKCTL_TEST_PYTHON to an interpreter that has them"
+        !strict,
+        "{what} is not usable (CI=true or SLACKCTL_TEST_PYTHON set): run .ci/run, or point SLACKCTL_TEST_PYTHON at an interpreter that has them"
     );
     eprintln!("skipped: {what} not usable (.ci/run sets SLACKCTL_TEST_PYTHON up)");
     None
