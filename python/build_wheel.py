@@ -12,7 +12,7 @@ debug build. Standard library only.
 
 The wheel: `slackctl_bin-<version>.data/scripts/slackctl` (pip installs it executable into the
 scripts directory), and the `.dist-info` with METADATA, WHEEL and RECORD (sha256 and size of
-every file). The version is Cargo.toml's. The default platform tag names this machine
+every file; read back and checked before the wheel is kept). The version is Cargo.toml's. The default platform tag names this machine
 (`linux_x86_64`): right for a local or offline install, refused by PyPI. The PyPI tags
 `manylinux*` / `musllinux*` promise the binary runs on any such Linux, which a static binary
 (a musl build) keeps; this script refuses them for a dynamically linked binary.
@@ -27,6 +27,7 @@ import re
 import struct
 import sys
 import sysconfig
+import time
 import zipfile
 
 DIST = "slackctl-bin"
@@ -114,6 +115,31 @@ class WheelWriter(object):
         self.zip.close()
 
 
+def verify(path):
+    """Reads the wheel back: every file listed in RECORD once, with its hash and size."""
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        record = [n for n in names if n.endswith(".dist-info/RECORD")]
+        if len(record) != 1:
+            raise SystemExit("build_wheel: %s has %d RECORD files" % (path, len(record)))
+        listed = {}
+        for line in z.read(record[0]).decode().splitlines():
+            name, digest, size = line.rsplit(",", 2)
+            listed[name] = (digest, size)
+        if sorted(listed) != sorted(names):
+            raise SystemExit("build_wheel: RECORD does not list exactly the wheel's files")
+        for name in names:
+            if name == record[0]:
+                continue
+            h, n = hashlib.sha256(), 0
+            with z.open(name) as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+                    n += len(chunk)
+            if listed[name] != (record_hash(h.digest()), str(n)):
+                raise SystemExit("build_wheel: RECORD is wrong about %s" % name)
+
+
 def build(binary, out_dir, platform_tag, compression, version=None):
     version = version or cargo_package("version")
     if not re.match(r"^\d+(\.\d+)*([a-z]+\d*)?$", version):
@@ -129,7 +155,7 @@ def build(binary, out_dir, platform_tag, compression, version=None):
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "%s-%s-%s.whl" % (name, version, tag))
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "315532800"))  # 1980-01-01: reproducible
-    date_time = max((1980, 1, 1, 0, 0, 0), tuple(__import__("time").gmtime(epoch)[:6]))
+    date_time = max((1980, 1, 1, 0, 0, 0), tuple(time.gmtime(epoch)[:6]))
     dist_info = "%s-%s.dist-info" % (name, version)
     tmp = path + ".part"
     w = WheelWriter(tmp, compression, date_time)
@@ -158,9 +184,11 @@ def build(binary, out_dir, platform_tag, compression, version=None):
             wheel += "Tag: py3-none-%s\n" % t
         w.add_bytes(dist_info + "/WHEEL", wheel.encode())
         w.finish(dist_info + "/RECORD")
+        verify(tmp)
     except BaseException:
         w.zip.close()
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     os.replace(tmp, path)
     return path
