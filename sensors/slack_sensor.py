@@ -22,7 +22,7 @@ default one would kill this process at once, without cleanup), so setup() instal
 the handler is still the default: it passes SIGTERM on to slackctl, run() dispatches what
 slackctl still prints, then returns and the wrapper exits normally (its atexit calls
 cleanup()). A second SIGTERM kills the process the default way. cleanup() on its own also
-stops slackctl: SIGTERM, then SIGKILL after 10 seconds.
+stops slackctl. Either way, a slackctl still running 10 seconds after the stop is killed.
 
 The pack config reaches slackctl through environment variables, never the command line
 (where other users could read tokens with `ps`):
@@ -180,6 +180,7 @@ class SlackSensor(Sensor):
         # A plain flag, not a threading.Event: the SIGTERM handler sets it, and a handler
         # must not take (green) locks that the code it interrupted may hold.
         self._stopping = False
+        self._stop_at = None  # when the stop was asked for (time.monotonic())
         self._proc = None
         self._binary = None
         self._empty_config = None
@@ -203,6 +204,12 @@ class SlackSensor(Sensor):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        self._request_stop()
+
+    def _request_stop(self):
+        """Marks the stop and passes SIGTERM to slackctl. Safe in a signal handler."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stopping = True
         self._signal_child(signal.SIGTERM)
 
@@ -278,8 +285,13 @@ class SlackSensor(Sensor):
             os.set_blocking(fd, False)
         open_fds = [out, err]
         while open_fds:
-            # Cooperative under eventlet; the timeout only bounds the wait, nothing polls.
-            ready, _, _ = select.select(open_fds, [], [], 5.0)
+            # Cooperative under eventlet. The timeout only lets a stopping sensor notice a
+            # slackctl that does not finish in time.
+            ready, _, _ = select.select(open_fds, [], [], 1.0)
+            if self._stop_at is not None and time.monotonic() - self._stop_at > self.STOP_TIMEOUT:
+                self._logger.warning("slackctl sensor did not stop in time; killing it")
+                self._signal_child(signal.SIGKILL)
+                self._stop_at = float("inf")  # once
             for fd in ready:
                 try:
                     chunk = os.read(fd, READ_SIZE)
@@ -321,12 +333,11 @@ class SlackSensor(Sensor):
             self._logger.error("dispatching a slack.message trigger failed: %s", e)
 
     def cleanup(self):
-        self._stopping = True
         proc = self._proc
+        # SIGTERM: slackctl finishes what it read (run() still dispatches those lines), then
+        # exits 0.
+        self._request_stop()
         if proc is not None and proc.poll() is None:
-            # SIGTERM: slackctl finishes what it read (run() still dispatches those lines),
-            # then exits 0.
-            self._signal_child(signal.SIGTERM)
             deadline = time.monotonic() + self.STOP_TIMEOUT
             while proc.poll() is None and proc.returncode is None:
                 if time.monotonic() >= deadline:

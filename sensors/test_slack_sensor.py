@@ -305,6 +305,38 @@ class RestartTests(unittest.TestCase):
         self.assertTrue(any(l == "to stderr" for l in service.logger.lines))
 
 
+    def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout(self):
+        tmp = tempfile.mkdtemp()
+        script = os.path.join(tmp, "stubborn-slackctl")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\ntrap '' TERM\necho 'ignoring SIGTERM' >&2\n"
+                    "while :; do sleep 0.05; done\n")
+        os.chmod(script, 0o755)
+        old = os.environ.get("SLACKCTL_BIN")
+        os.environ["SLACKCTL_BIN"] = script
+        try:
+            service = Service()
+            sensor = slack_sensor.SlackSensor(service, {})
+            sensor.STOP_TIMEOUT = 0.5
+            sensor.setup()
+            runner = threading.Thread(target=sensor.run, daemon=True)
+            runner.start()
+            self.assertTrue(wait_for(lambda: "ignoring SIGTERM" in service.logger.lines))
+            pid = child_pid(service.logger.lines)
+            started = time.monotonic()
+            sensor.cleanup()
+            runner.join(timeout=5)
+            self.assertFalse(runner.is_alive())
+            self.assertLess(time.monotonic() - started, 3.0)
+            self.assertTrue(wait_for(lambda: gone(pid), 2.0))
+            self.assertTrue(any("did not stop in time" in l for l in service.logger.lines))
+        finally:
+            if old is None:
+                os.environ.pop("SLACKCTL_BIN", None)
+            else:
+                os.environ["SLACKCTL_BIN"] = old
+
+
 class EndToEndTests(unittest.TestCase):
     """The sensor in this process (run() in a thread, green under --eventlet) against the
     emulator over Socket Mode."""
