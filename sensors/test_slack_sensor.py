@@ -506,6 +506,29 @@ class WrapperTests(unittest.TestCase):
         self.assertIn("sensor stopping: finishing what was already received", self.logs())
         self.assertIsNone(self.out.line(1.0))  # nothing more was dispatched
 
+    def test_sigterm_in_a_flood_dispatches_everything_that_was_acknowledged(self):
+        self.dispatched_once("before the flood")
+        self.emu.request("/_emulator/sockets/config", {"ack_timeout_ms": 30000})
+        n = 5000
+        self.emu.request("/_emulator/sockets/flood", {"count": n, "channel": "C0000001"})
+        first = self.out.line(5.0)
+        self.assertIsNotNone(first, self.logs())
+        self.wrapper.send_signal(signal.SIGTERM)
+        texts = [first["payload"]["text"]]
+        while True:
+            line = self.out.line(10.0)
+            if line is None:
+                break
+            texts.append(line["payload"]["text"])
+        self.assertTrue(self.out.eof, "the wrapper's stdout is still open")
+        self.assertEqual(self.wrapper.wait(timeout=5), 0, self.logs())
+        acked = self.emu.sockets()["acked"] - 1  # the message before the flood
+        self.assertEqual(len(texts), len(set(texts)))
+        # Acknowledged means written to the shim first, so every acked event was dispatched.
+        self.assertGreaterEqual(len(texts), acked)
+        self.assertLessEqual(len(texts), n)
+        self.assertTrue(all(t.startswith("flood ") for t in texts))
+
     def test_sigkill_of_the_wrapper_ends_slackctl(self):
         self.dispatched_once("before sigkill")
         pid = self.child()
