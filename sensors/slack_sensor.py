@@ -171,7 +171,8 @@ class SlackSensor(Sensor):
     MAX_RESTART_DELAY = 60.0
     # A run this long resets the pause.
     STABLE_RUN = 60.0
-    # How long cleanup() lets slackctl finish after SIGTERM before killing it.
+    # How long slackctl may take to finish after a stop (cleanup() or SIGTERM) before it is
+    # killed.
     STOP_TIMEOUT = 10.0
 
     def __init__(self, sensor_service, config=None):
