@@ -55,6 +55,9 @@ pub struct SensorConfig {
     /// Message subtypes to emit besides plain messages. slackctl addition.
     #[serde(default)]
     pub subtypes: Vec<String>,
+    /// Emit direct messages and group DMs (`slackctl sensor`: yes unless false; the st2
+    /// sensor shim: only when true). slackctl addition.
+    pub direct_messages: Option<bool>,
 }
 
 /// `admin`: settings of the legacy `users.admin.invite` action.
@@ -172,6 +175,9 @@ pub struct FileConfig {
     /// Proactive pacing. slackctl addition.
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// Where the st2 pack's Python entry points look for the binary last (they read it;
+    /// slackctl itself does not). slackctl addition.
+    pub slackctl_path: Option<String>,
 }
 
 /// Settings given on the command line (the highest precedence).

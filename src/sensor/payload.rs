@@ -23,6 +23,8 @@ pub struct Filter {
     pub include_edits: bool,
     /// Emit `message_deleted` (deletions).
     pub include_deletes: bool,
+    /// Drop direct messages and group DMs, as st2's own pack did (its sensor shim's default).
+    pub drop_direct: bool,
 }
 
 impl Filter {
@@ -40,7 +42,15 @@ impl Filter {
             include_edits: include_edits || has("message_changed"),
             include_deletes: include_deletes || has("message_deleted"),
             subtypes,
+            drop_direct: false,
         }
+    }
+
+    /// Also drops direct messages and group DMs (`im`, `mpim`; a `D` id when the event does
+    /// not say its channel type).
+    pub fn without_direct_messages(mut self) -> Filter {
+        self.drop_direct = true;
+        self
     }
 
     /// The message to emit, or why the event is not emitted (for `-v` logs).
@@ -52,6 +62,15 @@ impl Filter {
         let Some(m) = Message::of(event) else {
             return Err("message event without channel or ts".into());
         };
+        if self.drop_direct {
+            let direct = match m.event.channel_type.get() {
+                Some(t) => t == "im" || t == "mpim",
+                None => m.channel().starts_with('D'),
+            };
+            if direct {
+                return Err("a direct message; sensor.direct_messages emits them".into());
+            }
+        }
         match m.subtype() {
             None => {}
             Some("message_changed") if !self.include_edits => {
@@ -679,6 +698,24 @@ mod tests {
             f.check(ev(r#"{"type": "user_change", "user": {"id": "U1"}}"#))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn direct_messages_can_be_dropped() {
+        let im = msg(json!({"channel": "D1", "channel_type": "im"}));
+        let mpim = msg(json!({"channel": "G1", "channel_type": "mpim"}));
+        let rtm_im = msg(json!({"channel": "D2", "channel_type": null}));
+        let group = msg(json!({"channel": "G2", "channel_type": "group"}));
+        let all = Filter::new(false, vec![], false, false);
+        for m in [&im, &mpim, &rtm_im, &group] {
+            assert!(all.check(ev(m)).is_ok());
+        }
+        let no_dm = all.without_direct_messages();
+        for m in [&im, &mpim, &rtm_im] {
+            assert!(no_dm.check(ev(m)).is_err());
+        }
+        assert!(no_dm.check(ev(&group)).is_ok());
+        assert!(no_dm.check(ev(&msg(json!({})))).is_ok());
     }
 
     #[test]

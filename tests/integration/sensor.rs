@@ -1003,29 +1003,39 @@ fn max_messages_exits_after_n_lines() {
     assert_eq!(s.wait(), 0);
 }
 
-#[test]
-fn st2_python_sensor_dispatches_lines() {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("python3 not found; skipping the st2 sensor test");
+/// sensors/test_slack_sensor.py: the st2 shim against the emulator (latency of single
+/// messages, a 2,000-event flood acked and dispatched once, DMs off by default, cleanup,
+/// SIGTERM and SIGKILL of a process shaped like st2's sensor wrapper).
+fn st2_python_sensor(modules: &[&str], args: &[&str]) {
+    let Some(py) = crate::pack::pack_python(modules) else {
         return;
-    }
+    };
     let test =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sensors/test_slack_sensor.py");
-    let out = std::process::Command::new("python3")
-        .arg(&test)
-        .env("SLACKCTL_BIN", BIN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    crate::pack::run_unittest(
+        std::process::Command::new(py)
+            .arg("-W")
+            .arg("ignore::DeprecationWarning")
+            .arg(&test)
+            .args(args)
+            .env("SLACKCTL_BIN", BIN)
+            .env_remove("SLACK_TOKEN")
+            .env_remove("SLACK_APP_TOKEN")
+            .env_remove("SLACK_API_URL"),
+        14,
+        Duration::from_secs(180),
     );
+}
+
+#[test]
+fn st2_python_sensor_with_plain_threads() {
+    st2_python_sensor(&[], &[]);
+}
+
+/// As st2's sensor container runs it: eventlet.monkey_patch() before anything is loaded.
+#[test]
+fn st2_python_sensor_under_eventlet_like_st2s_sensor_container() {
+    st2_python_sensor(&["eventlet"], &["--eventlet"]);
 }
 
 #[test]
