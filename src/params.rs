@@ -78,6 +78,14 @@ pub struct ValidateOpts {
 /// Types, checks and completes the parameters. The result holds every parameter that has a
 /// value (given or a real st2 default); unset ones are absent, so they are never sent.
 pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<Map<String, Value>> {
+    // Secrets first, so that no error below can echo one (security hook).
+    crate::redact::register_params(
+        action,
+        raw.pairs
+            .iter()
+            .map(|(k, RawValue::Text(v))| (k.as_str(), v.as_str())),
+        &raw.json,
+    );
     let mut out = Map::new();
     let mut problems: Vec<Error> = Vec::new();
 

@@ -271,7 +271,9 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
                     .as_deref()
                     .or(e.response.as_deref())
                     .cloned()
-                    .unwrap_or_else(|| serde_json::json!({"error": e.message}));
+                    .unwrap_or_else(
+                        || serde_json::json!({"error": crate::redact::scrub(&e.message)}),
+                    );
                 out.write_str(&st2_frame(&result, Some(false)));
             } else if let Some(partial) = e.output.as_deref() {
                 out.value(partial, format);

@@ -10,4 +10,5 @@ mod config;
 mod pacing;
 mod pack;
 mod run;
+mod security;
 mod sensor;
