@@ -35,8 +35,9 @@ pub fn parse_cli(tokens: &[String]) -> Result<RawParams> {
                 .hint("parameters are written as name=value, e.g. channel=C123 text=hello; quote values with spaces"));
         };
         let (key, value) = if let Some(k) = key.strip_prefix('@') {
-            let text = std::fs::read_to_string(value)
-                .map_err(|e| Error::usage(format!("@{k}: cannot read {value}: {e}")))?;
+            // Bounded, regular files only (security hook: `/dev/zero` must not hang).
+            let text =
+                crate::limits::read_text_file(&format!("@{k}"), std::path::Path::new(value))?;
             (k.to_string(), text)
         } else {
             (key.to_string(), value.to_string())

@@ -212,7 +212,8 @@ impl Client {
                 .as_deref()
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .unwrap_or(1.0);
-            let wait = Duration::from_secs_f64(secs.max(0.0));
+            // A NaN or absurd Retry-After must not abort (security hook).
+            let wait = crate::limits::retry_after(secs, Duration::MAX);
             if wait > self.opts.max_retry_after {
                 return Attempt::Done(Err(Error::failed(format!(
                     "{}: rate limited by Slack (HTTP 429, Retry-After {secs}s)",

@@ -1,7 +1,7 @@
 //! Issue 13: secrets never printed, hostile numbers and files never abort, nothing invalid
 //! is sent, and the Events API receiver survives a connection flood.
 
-use crate::support::{Emu, bare_cmd, slackctl, tempdir};
+use crate::support::{Emu, Out, bare_cmd, slackctl, tempdir};
 use std::process::Stdio;
 
 /// Neither stream holds `secret`, and no panic text reached the user.
@@ -102,4 +102,175 @@ fn url_passwords_are_masked_in_verbose_logs_and_errors() {
     out.assert_code(1);
     assert!(out.stderr.contains("user:[redacted]@"), "{}", out.stderr);
     assert_hidden(&out, "apiPassw0rd");
+}
+
+#[test]
+fn out_of_range_numbers_exit_2_naming_the_range() {
+    let emu = Emu::start();
+    for args in [
+        &["--timeout", "1e300", "run", "auth.test"][..],
+        &["--timeout=-1", "run", "auth.test"],
+        &["--timeout", "NaN", "run", "auth.test"],
+        &["--max-wait", "18446744073709551616", "run", "auth.test"],
+        &["sensor", "--ping-interval", "1e300"],
+        &["sensor", "--idle-timeout", "inf"],
+    ] {
+        let out = emu.run(args);
+        out.assert_code(2).assert_no_panic();
+        assert!(out.stderr.contains("from 0"), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("86400 seconds"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // The same numbers in the config file.
+    let dir = tempdir("range");
+    for (text, key) in [
+        ("timeout: 1e300\n", "timeout in"),
+        ("timeout: .nan\n", "timeout in"),
+        (
+            "rate_limits:\n  max_wait: 18446744073709551616\n",
+            "rate_limits.max_wait in",
+        ),
+        ("rate_limits:\n  max_wait: -3\n", "rate_limits.max_wait in"),
+    ] {
+        let f = dir.join("slack.yaml");
+        std::fs::write(&f, text).unwrap();
+        let out = emu.run(&["--config", f.to_str().unwrap(), "run", "auth.test"]);
+        out.assert_code(2).assert_no_panic();
+        assert!(out.stderr.contains(key), "{text}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("slack.yaml must be from 0"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(emu.requests().is_empty(), "nothing may be sent");
+}
+
+#[test]
+fn param_files_are_bounded_and_regular() {
+    let emu = Emu::start();
+    let started = std::time::Instant::now();
+    let out = emu.run(&["run", "chat.postMessage", "channel=C1", "@text=/dev/zero"]);
+    out.assert_code(2).assert_no_panic();
+    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let dir = tempdir("files");
+    #[cfg(unix)]
+    {
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let arg = format!("@text={}", fifo.display());
+        let out = emu.run(&["run", "chat.postMessage", "channel=C1", &arg]);
+        out.assert_code(2);
+        assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    }
+    // Over the configured limit: refused, naming the limit; under it: sent.
+    let big = dir.join("big.txt");
+    std::fs::write(&big, "x".repeat(2000)).unwrap();
+    let arg = format!("@text={}", big.display());
+    let out = Out::from(
+        emu.cmd()
+            .env("SLACKCTL_MAX_FILE_SIZE", "1K")
+            .args(["run", "chat.postMessage", "channel=general", &arg])
+            .output()
+            .unwrap(),
+    );
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("larger than 1024 bytes"),
+        "{}",
+        out.stderr
+    );
+    assert!(emu.requests().is_empty(), "nothing may be sent");
+    let out = emu.run(&["run", "chat.postMessage", "channel=general", &arg]);
+    out.assert_code(0);
+    assert_eq!(emu.requests_to("chat.postMessage").len(), 1);
+}
+
+/// Runs slackctl with stdout a pipe whose reader is already gone.
+fn run_into_closed_pipe(args: &[&str]) -> crate::support::Out {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let home = tempdir("pipe");
+    let out = bare_cmd(&home)
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    Out::from(out)
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    for args in [
+        &["completions", "bash"][..],
+        &["completions", "zsh"],
+        &["man"],
+        &["action", "list"],
+        &["action", "get", "chat.postMessage"],
+        &["run", "chat.postMessage", "--help"],
+    ] {
+        let out = run_into_closed_pipe(args);
+        out.assert_code(0).assert_no_panic();
+        assert!(out.stderr.is_empty(), "{args:?}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn a_template_over_a_bound_fails_its_record_and_the_run_goes_on() {
+    let emu = Emu::start();
+    let dir = tempdir("tmpl");
+    let recs = dir.join("r.jsonl");
+    std::fs::write(
+        &recs,
+        "{\"id\": \"a\", \"n\": 3}\n{\"id\": \"b\", \"n\": 90000000}\n{\"id\": \"c\", \"n\": 2}\n{\"id\": \"d\"}\n",
+    )
+    .unwrap();
+    let out = emu.run(&[
+        "run",
+        "chat.postMessage",
+        "channel=general",
+        "text={{ 'ab' * n }}",
+        "--each",
+        recs.to_str().unwrap(),
+        "--id-field",
+        "id",
+    ]);
+    out.assert_code(1).assert_no_panic();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    let by_id = |id: &str| lines.iter().find(|l| l["identifier"] == id).unwrap();
+    assert_eq!(by_id("a")["success"], true);
+    assert_eq!(by_id("c")["success"], true);
+    let b = by_id("b");
+    assert_eq!(b["success"], false);
+    assert!(
+        b["error"].as_str().unwrap().contains("too much work"),
+        "{b}"
+    );
+    let d = by_id("d")["error"].as_str().unwrap().to_string();
+    assert!(d.contains("no field `n`"), "{d}");
+    // Only the two good records reached Slack.
+    let sent: Vec<String> = emu
+        .requests_to("chat.postMessage")
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter().all(|r| !r.contains("abababababababab")),
+        "{sent:?}"
+    );
 }
