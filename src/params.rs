@@ -162,6 +162,14 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         );
     }
 
+    // Values given empty (`channel=`, `blocks=[]`) do not satisfy a requirement: Slack would
+    // refuse them after the fact, or post an empty message (security hook, issue 13).
+    let blank: Vec<String> = out
+        .iter()
+        .filter(|(_, v)| is_blank(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+
     // Real st2 defaults (never Slack's documentation defaults, which are not in the table).
     for p in action.params {
         if !out.contains_key(p.name)
@@ -191,6 +199,21 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         .filter(|p| p.required && !out.contains_key(p.name))
         .map(|p| p.name)
         .collect();
+    let empty: Vec<&str> = action
+        .params
+        .iter()
+        .filter(|p| p.required && blank.iter().any(|b| b == p.name))
+        .map(|p| p.name)
+        .collect();
+    if !empty.is_empty() {
+        problems.push(Error::usage(format!(
+            "required parameter{} {} of {} {} empty",
+            if empty.len() > 1 { "s" } else { "" },
+            empty.join(", "),
+            action.name,
+            if empty.len() > 1 { "are" } else { "is" },
+        )));
+    }
     if !missing.is_empty() {
         problems.push(
             Error::usage(format!(
@@ -208,10 +231,21 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             .args
             .iter()
             .copied()
-            .filter(|a| out.contains_key(*a))
+            .filter(|a| out.contains_key(*a) && !blank.iter().any(|b| b == a))
+            .collect();
+        let empty: Vec<&str> = g
+            .args
+            .iter()
+            .copied()
+            .filter(|a| blank.iter().any(|b| b == a))
             .collect();
         let list = g.args.join(", ");
         let bad = match g.kind {
+            GroupKind::OneOf if set.is_empty() && !empty.is_empty() => Some(format!(
+                "{} needs at least one of: {list} ({} given empty)",
+                action.name,
+                empty.join(", ")
+            )),
             GroupKind::OneOf if set.is_empty() => {
                 Some(format!("{} needs at least one of: {list}", action.name))
             }
@@ -243,6 +277,16 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             first.hints.dedup();
             Err(first)
         }
+    }
+}
+
+/// An empty or whitespace-only string, an empty list or an empty object.
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
     }
 }
 

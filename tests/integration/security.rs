@@ -274,3 +274,45 @@ fn a_template_over_a_bound_fails_its_record_and_the_run_goes_on() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn empty_required_values_exit_2_naming_the_parameter() {
+    let emu = Emu::start();
+    for (args, want) in [
+        (
+            &["channel=", "text=hi"][..],
+            "required parameter channel of chat.postMessage is empty",
+        ),
+        (&["channel=  ", "text=hi"], "parameter channel"),
+        (&["channel=general", "text="], "(text given empty)"),
+        (&["channel=general", "blocks=[]"], "(blocks given empty)"),
+        (
+            &["channel=general", "blocks=[]", "text="],
+            "(blocks, text given empty)",
+        ),
+        (
+            &["--parameters", r#"{"channel": "general", "text": ""}"#],
+            "(text given empty)",
+        ),
+    ] {
+        let mut all = vec!["run", "chat.postMessage"];
+        all.extend_from_slice(args);
+        let out = emu.run(&all);
+        out.assert_code(2).assert_no_panic();
+        assert!(out.stderr.contains(want), "{args:?}: {}", out.stderr);
+    }
+    let out = emu.run(&[
+        "run",
+        "post_message",
+        "message=",
+        "webhook_url=http://127.0.0.1:1/x",
+    ]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("required parameter message of post_message is empty"),
+        "{}",
+        out.stderr
+    );
+    assert!(emu.requests().is_empty(), "nothing may be sent");
+}
