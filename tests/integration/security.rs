@@ -316,3 +316,170 @@ fn empty_required_values_exit_2_naming_the_parameter() {
     );
     assert!(emu.requests().is_empty(), "nothing may be sent");
 }
+
+/// `slackctl sensor --mode events` on a free port: the child, its base URL, its stdout lines.
+fn events_receiver(
+    emu: &Emu,
+    secret: &str,
+) -> (
+    crate::support::KillOnDrop,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let mut child = emu
+        .cmd()
+        .env("SLACK_SIGNING_SECRET", secret)
+        .args(["sensor", "--mode", "events", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(u) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://127.0.0.1:"))
+            {
+                let _ = url_tx.send(u.trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let url = url_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the receiver says where it listens");
+    (crate::support::KillOnDrop(child), url, lines)
+}
+
+fn signed_request(secret: &str, host: &str, body: &str) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, format!("v0:{ts}:{body}").as_bytes());
+    let sig: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "POST /slack/events HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: v0={sig}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Sends raw bytes and returns the status code of the answer.
+fn exchange(host: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn events_receiver_answers_signed_deliveries_through_a_connection_flood() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let emu = Emu::start();
+    let secret = "flood-signing-secret-1";
+    let (_child, url, lines) = events_receiver(&emu, secret);
+    let host = url.trim_start_matches("http://").to_string();
+
+    // A body that trickles: refused with 408 once the body deadline passes.
+    let slow = {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(&host).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let head =
+                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n{{\"a\"");
+            s.write_all(head.as_bytes()).unwrap();
+            let started = Instant::now();
+            let mut resp = String::new();
+            let _ = s.read_to_string(&mut resp);
+            (resp, started.elapsed())
+        })
+    };
+    // 1,100 half-open connections: most send nothing, some half a request head.
+    let mut idle = Vec::new();
+    for i in 0..1100 {
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        if i % 3 == 0 {
+            s.write_all(b"POST /slack/events HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+        }
+        idle.push(s);
+    }
+    // A signed delivery is answered at once, and its line comes out.
+    let event = serde_json::json!({"type": "event_callback", "team_id": "T0EMULATOR",
+        "event_id": "EvFLOOD1", "event": {"type": "message", "channel": "C0000001",
+        "user": "U0000001", "text": "through the flood", "ts": "1700000000.000300"}})
+    .to_string();
+    let started = Instant::now();
+    assert_eq!(exchange(&host, &signed_request(secret, &host, &event)), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let line = lines
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a trigger line");
+    assert!(
+        line.contains("EvFLOOD1") && line.contains("through the flood"),
+        "{line}"
+    );
+
+    // Oversized bodies stay refused with 413.
+    let big = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        2 * 1024 * 1024
+    );
+    assert_eq!(exchange(&host, &big), 413);
+
+    // Every idle connection is closed by the receiver (made room for, or timed out).
+    let deadline = Instant::now() + Duration::from_secs(12);
+    for mut s in idle {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // an error answer to a half-sent head
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false;
+                }
+                Err(_) => break true, // reset by the receiver
+            }
+        };
+        assert!(closed, "an idle connection was left open");
+    }
+    let (resp, took) = slow.join().unwrap();
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
