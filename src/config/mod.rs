@@ -6,6 +6,7 @@
 //! that name the file, the key and the line: a typo must never silently drop a setting.
 
 pub mod env;
+pub mod perms;
 
 use crate::error::{Error, Result};
 use crate::redact::Secret;
@@ -419,7 +420,9 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
                 }
                 (FileConfig::default(), None)
             } else {
-                (load_file(&path)?, Some(path))
+                let file = load_file(&path)?;
+                perms::warn_if_exposed(&path, &file); // security hook
+                (file, Some(path))
             }
         }
         None => (FileConfig::default(), None),

@@ -483,3 +483,48 @@ fn events_receiver_answers_signed_deliveries_through_a_connection_flood() {
     assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+#[cfg(unix)]
+#[test]
+fn exposed_config_files_get_one_warning_naming_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = Emu::start();
+    let dir = tempdir("perms");
+    let f = dir.join("slack.yaml");
+    let path = f.to_str().unwrap();
+    let set =
+        |mode: u32| std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    let warnings = |out: &Out| out.stderr.matches("warning: config file").count();
+    // A token others can read.
+    std::fs::write(&f, format!("action_token: {}\n", emu.token("bot"))).unwrap();
+    set(0o644);
+    let out = emu.run(&["--config", path, "run", "auth.test"]);
+    out.assert_code(0);
+    assert_eq!(warnings(&out), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "config file {path} holds a token that other users can read; run `chmod 600 {path}`"
+        )),
+        "{}",
+        out.stderr
+    );
+    // Others can write it (even without a token).
+    std::fs::write(&f, "timeout: 10\n").unwrap();
+    set(0o666);
+    let out = emu.run(&["--config", path, "run", "auth.test"]);
+    assert_eq!(warnings(&out), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("can be changed by other users"),
+        "{}",
+        out.stderr
+    );
+    // Private, or public without secrets: no warning.
+    std::fs::write(&f, format!("action_token: {}\n", emu.token("bot"))).unwrap();
+    set(0o600);
+    let out = emu.run(&["--config", path, "run", "auth.test"]);
+    assert_eq!(warnings(&out), 0, "{}", out.stderr);
+    std::fs::write(&f, "timeout: 10\n").unwrap();
+    set(0o644);
+    let out = emu.run(&["--config", path, "run", "auth.test"]);
+    assert_eq!(warnings(&out), 0, "{}", out.stderr);
+}
