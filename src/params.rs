@@ -264,19 +264,10 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         }
     }
 
-    match problems.len() {
-        0 => Ok(out),
-        1 => Err(problems.pop().unwrap()),
-        _ => {
-            let mut first = problems.remove(0);
-            for p in problems {
-                first.message.push_str("\nslackctl: error: ");
-                first.message.push_str(&p.message);
-                first.hints.extend(p.hints);
-            }
-            first.hints.dedup();
-            Err(first)
-        }
+    // Each problem keeps its hints right under it (issue 13).
+    match Error::combine(problems) {
+        None => Ok(out),
+        Some(e) => Err(e),
     }
 }
 
@@ -482,10 +473,12 @@ mod tests {
                 .contains("malformed")
         );
         let e = run("chat.postMessage", &["channel=C1", "txt=x"]).unwrap_err();
+        // The hint stands under its own error, inside the combined message.
         assert!(
-            e.hints.iter().any(|h| h.contains("`text`")),
-            "{:?}",
-            e.hints
+            e.message
+                .contains("has no parameter `txt`\n  hint: did you mean `text`?"),
+            "{}",
+            e.message
         );
         assert!(
             run(

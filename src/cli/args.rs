@@ -31,6 +31,26 @@ pub fn concurrency(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Every status an action can have, as `action list --status` takes them.
+pub const STATUSES: [crate::catalog::Status; 5] = [
+    crate::catalog::Status::Current,
+    crate::catalog::Status::Deprecated,
+    crate::catalog::Status::Retired,
+    crate::catalog::Status::Undocumented,
+    crate::catalog::Status::SdkOnly,
+];
+
+/// `action list --status S`: one of [`STATUSES`].
+pub fn status(text: &str) -> Result<String, String> {
+    let t = text.trim().to_ascii_lowercase();
+    if STATUSES.iter().any(|s| s.as_str() == t) {
+        Ok(t)
+    } else {
+        let names: Vec<&str> = STATUSES.iter().map(|s| s.as_str()).collect();
+        Err(format!("expected one of {}", names.join(", ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +78,11 @@ mod tests {
         assert!(sensor_secs("1e300").is_err());
         assert_eq!(concurrency("8"), Ok(8));
         assert!(concurrency("0").is_err() && concurrency("99999999999999999999").is_err());
+        assert_eq!(status("Retired"), Ok("retired".into()));
+        assert!(
+            status("bogus")
+                .unwrap_err()
+                .contains("current, deprecated, retired, undocumented, sdk_only")
+        );
     }
 }

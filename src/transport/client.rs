@@ -380,11 +380,12 @@ pub fn slack_error(method: &str, status: u16, body: Value) -> Error {
             e = e.hint("the token is invalid, revoked, expired or for another workspace: check SLACK_TOKEN / action_token")
         }
         "not_allowed_token_type" => {
-            let kinds = action.map(|a| a.tokens.join(" or ")).unwrap_or_default();
-            e = e.hint(if kinds.is_empty() {
+            let tokens = action.map(|a| a.tokens).unwrap_or_default();
+            e = e.hint(if tokens.is_empty() || tokens.contains(&"any") {
                 "this method does not accept that kind of token".to_string()
             } else {
-                format!("{method} accepts {kinds} tokens (bot: xoxb-, user: xoxp-, app-level: xapp-)")
+                // Name only the kinds that fit (security/messages hook, issue 13).
+                format!("{method} needs {}", crate::run::token_kinds(tokens))
             });
         }
         "channel_not_found" | "not_in_channel" => {

@@ -528,3 +528,83 @@ fn exposed_config_files_get_one_warning_naming_the_fix() {
     let out = emu.run(&["--config", path, "run", "auth.test"]);
     assert_eq!(warnings(&out), 0, "{}", out.stderr);
 }
+
+#[test]
+fn messages_read_as_sentences() {
+    let out = slackctl(&["run", "auth.test"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .starts_with("slackctl: error: auth.test needs a token and none is configured\n"),
+        "{}",
+        out.stderr
+    );
+    let out = slackctl(&["run", "apps.connections.open"]);
+    assert!(
+        out.stderr.contains("needs an app-level token (xapp-…)"),
+        "{}",
+        out.stderr
+    );
+    let out = slackctl(&["run", "admin.users.list", "team_id=T1"]);
+    assert!(
+        out.stderr.contains("needs a user token (xoxp-…)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("xoxb"),
+        "only the kind that fits: {}",
+        out.stderr
+    );
+    // Each hint stands under its own error.
+    let out = slackctl(&["run", "chat.postMessage", "txt=1", "unfurl_links=maybe"]);
+    out.assert_code(2);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {}", out.stderr))
+    };
+    assert_eq!(at("did you mean `text`"), at("has no parameter `txt`") + 1);
+    assert_eq!(
+        at("see `slackctl run chat.postMessage --help`"),
+        at("missing required parameter") + 1
+    );
+    assert!(at("has no parameter") < at("invalid value for boolean"));
+    assert!(at("did you mean") < at("invalid value for boolean"));
+    // Unknown statuses are refused with the allowed values.
+    let out = slackctl(&["action", "list", "--status", "bogus"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("current, deprecated, retired, undocumented, sdk_only"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn not_allowed_token_type_names_only_the_kind_that_fits() {
+    let emu = Emu::start();
+    emu.fault(serde_json::json!({"method": "admin.users.list", "error": "not_allowed_token_type"}));
+    let out = emu.run(&["run", "admin.users.list", "team_id=T1"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("not_allowed_token_type"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("admin.users.list needs a user token (xoxp-…)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("xapp-") && !out.stderr.contains("xoxb-"),
+        "{}",
+        out.stderr
+    );
+}
