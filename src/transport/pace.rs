@@ -161,7 +161,8 @@ impl Pacer {
             state.keys.retain(|_, k| {
                 k.log.last().is_some_and(|l| *l > t - 3600.0) || k.blocked_until > t
             });
-            Duration::from_secs_f64((start - t).max(0.0))
+            // A damaged state file can hold any number; never abort on it (security hook).
+            crate::limits::retry_after(start - t, Duration::MAX)
         })
     }
 

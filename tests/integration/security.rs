@@ -608,3 +608,23 @@ fn not_allowed_token_type_names_only_the_kind_that_fits() {
         out.stderr
     );
 }
+
+#[test]
+fn an_absurd_retry_after_is_an_error_not_an_abort() {
+    let emu = Emu::start();
+    emu.fault(
+        serde_json::json!({"path": "/api/auth.test", "status": 429, "retry_after": u64::MAX}),
+    );
+    let out = emu.run(&["run", "auth.test"]);
+    out.assert_code(1).assert_no_panic();
+    assert!(
+        out.stderr.contains("rate limited by Slack (HTTP 429"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        emu.requests_to("auth.test").len(),
+        1,
+        "no retry after an absurd wait"
+    );
+}
