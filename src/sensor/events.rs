@@ -128,7 +128,7 @@ pub async fn run(
 /// One open connection, as the accept loop tracks it.
 struct Conn {
     abort: tokio::task::AbortHandle,
-    /// True while a request is being answered (it is never closed to make room then).
+    /// True while a request whose body is in is being answered (never closed to make room).
     busy: Arc<AtomicBool>,
 }
 
@@ -221,12 +221,7 @@ async fn connection(
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let rx = rx.clone();
         let busy = busy.clone();
-        async move {
-            busy.store(true, Ordering::Release);
-            let answer = handle(rx, req).await;
-            busy.store(false, Ordering::Release);
-            Ok::<_, std::convert::Infallible>(answer)
-        }
+        async move { Ok::<_, std::convert::Infallible>(handle(rx, req, &busy).await) }
     });
     let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -238,8 +233,13 @@ async fn connection(
     id
 }
 
-/// Reads the body (bounded in size and time), then answers the request.
-async fn handle(rx: Arc<Receiver>, req: Request<hyper::body::Incoming>) -> Response {
+/// Reads the body (bounded in size and time), then answers the request. Only once the body
+/// is in is the connection marked busy: one still sending its body may be closed to make room.
+async fn handle(
+    rx: Arc<Receiver>,
+    req: Request<hyper::body::Incoming>,
+    busy: &AtomicBool,
+) -> Response {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -274,7 +274,10 @@ async fn handle(rx: Arc<Receiver>, req: Request<hyper::body::Incoming>) -> Respo
             );
         }
     };
-    receive(rx, parts.method, parts.headers, body).await
+    busy.store(true, Ordering::Release);
+    let answer = receive(rx, parts.method, parts.headers, body).await;
+    busy.store(false, Ordering::Release);
+    answer
 }
 
 fn text(status: StatusCode, body: &str) -> Response {

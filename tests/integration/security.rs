@@ -402,28 +402,19 @@ fn events_receiver_answers_signed_deliveries_through_a_connection_flood() {
     let (_child, url, lines) = events_receiver(&emu, secret);
     let host = url.trim_start_matches("http://").to_string();
 
-    // A body that trickles: refused with 408 once the body deadline passes.
-    let slow = {
-        let host = host.clone();
-        std::thread::spawn(move || {
-            let mut s = std::net::TcpStream::connect(&host).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-            let head =
-                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n{{\"a\"");
-            s.write_all(head.as_bytes()).unwrap();
-            let started = Instant::now();
-            let mut resp = String::new();
-            let _ = s.read_to_string(&mut resp);
-            (resp, started.elapsed())
-        })
-    };
-    // 1,100 half-open connections: most send nothing, some half a request head.
+    // 1,100 half-open connections: some send nothing, some half a request head, some a
+    // whole head and half a body.
     let mut idle = Vec::new();
     for i in 0..1100 {
         let mut s = std::net::TcpStream::connect(&host).unwrap();
-        if i % 3 == 0 {
-            s.write_all(b"POST /slack/events HTTP/1.1\r\nHost: x\r\n")
-                .unwrap();
+        match i % 3 {
+            0 => s
+                .write_all(b"POST /slack/events HTTP/1.1\r\nHost: x\r\n")
+                .unwrap(),
+            1 => s
+                .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+                .unwrap(),
+            _ => {}
         }
         idle.push(s);
     }
@@ -447,6 +438,22 @@ fn events_receiver_answers_signed_deliveries_through_a_connection_flood() {
         "{line}"
     );
 
+    // A body that trickles (among the newest connections, so not closed to make room): 408
+    // once the body deadline passes.
+    let slow = {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(&host).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let head =
+                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n{{\"a\"");
+            s.write_all(head.as_bytes()).unwrap();
+            let started = Instant::now();
+            let mut resp = String::new();
+            let _ = s.read_to_string(&mut resp);
+            (resp, started.elapsed())
+        })
+    };
     // Oversized bodies stay refused with 413.
     let big = format!(
         "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
