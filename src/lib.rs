@@ -8,6 +8,7 @@ pub mod emulator;
 pub mod error;
 pub mod exit;
 pub mod fnv;
+pub mod limits;
 pub mod log;
 pub mod output;
 pub mod params;

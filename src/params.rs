@@ -35,8 +35,9 @@ pub fn parse_cli(tokens: &[String]) -> Result<RawParams> {
                 .hint("parameters are written as name=value, e.g. channel=C123 text=hello; quote values with spaces"));
         };
         let (key, value) = if let Some(k) = key.strip_prefix('@') {
-            let text = std::fs::read_to_string(value)
-                .map_err(|e| Error::usage(format!("@{k}: cannot read {value}: {e}")))?;
+            // Bounded, regular files only (security hook: `/dev/zero` must not hang).
+            let text =
+                crate::limits::read_text_file(&format!("@{k}"), std::path::Path::new(value))?;
             (k.to_string(), text)
         } else {
             (key.to_string(), value.to_string())
@@ -78,6 +79,14 @@ pub struct ValidateOpts {
 /// Types, checks and completes the parameters. The result holds every parameter that has a
 /// value (given or a real st2 default); unset ones are absent, so they are never sent.
 pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<Map<String, Value>> {
+    // Secrets first, so that no error below can echo one (security hook).
+    crate::redact::register_params(
+        action,
+        raw.pairs
+            .iter()
+            .map(|(k, RawValue::Text(v))| (k.as_str(), v.as_str())),
+        &raw.json,
+    );
     let mut out = Map::new();
     let mut problems: Vec<Error> = Vec::new();
 
@@ -153,6 +162,14 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         );
     }
 
+    // Values given empty (`channel=`, `blocks=[]`) do not satisfy a requirement: Slack would
+    // refuse them after the fact, or post an empty message (security hook, issue 13).
+    let blank: Vec<String> = out
+        .iter()
+        .filter(|(_, v)| is_blank(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+
     // Real st2 defaults (never Slack's documentation defaults, which are not in the table).
     for p in action.params {
         if !out.contains_key(p.name)
@@ -182,6 +199,21 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         .filter(|p| p.required && !out.contains_key(p.name))
         .map(|p| p.name)
         .collect();
+    let empty: Vec<&str> = action
+        .params
+        .iter()
+        .filter(|p| p.required && blank.iter().any(|b| b == p.name))
+        .map(|p| p.name)
+        .collect();
+    if !empty.is_empty() {
+        problems.push(Error::usage(format!(
+            "required parameter{} {} of {} {} empty",
+            if empty.len() > 1 { "s" } else { "" },
+            empty.join(", "),
+            action.name,
+            if empty.len() > 1 { "are" } else { "is" },
+        )));
+    }
     if !missing.is_empty() {
         problems.push(
             Error::usage(format!(
@@ -199,10 +231,21 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             .args
             .iter()
             .copied()
-            .filter(|a| out.contains_key(*a))
+            .filter(|a| out.contains_key(*a) && !blank.iter().any(|b| b == a))
+            .collect();
+        let empty: Vec<&str> = g
+            .args
+            .iter()
+            .copied()
+            .filter(|a| blank.iter().any(|b| b == a))
             .collect();
         let list = g.args.join(", ");
         let bad = match g.kind {
+            GroupKind::OneOf if set.is_empty() && !empty.is_empty() => Some(format!(
+                "{} needs at least one of: {list} ({} given empty)",
+                action.name,
+                empty.join(", ")
+            )),
             GroupKind::OneOf if set.is_empty() => {
                 Some(format!("{} needs at least one of: {list}", action.name))
             }
@@ -221,19 +264,20 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         }
     }
 
-    match problems.len() {
-        0 => Ok(out),
-        1 => Err(problems.pop().unwrap()),
-        _ => {
-            let mut first = problems.remove(0);
-            for p in problems {
-                first.message.push_str("\nslackctl: error: ");
-                first.message.push_str(&p.message);
-                first.hints.extend(p.hints);
-            }
-            first.hints.dedup();
-            Err(first)
-        }
+    // Each problem keeps its hints right under it (issue 13).
+    match Error::combine(problems) {
+        None => Ok(out),
+        Some(e) => Err(e),
+    }
+}
+
+/// An empty or whitespace-only string, an empty list or an empty object.
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
     }
 }
 
@@ -429,10 +473,12 @@ mod tests {
                 .contains("malformed")
         );
         let e = run("chat.postMessage", &["channel=C1", "txt=x"]).unwrap_err();
+        // The hint stands under its own error, inside the combined message.
         assert!(
-            e.hints.iter().any(|h| h.contains("`text`")),
-            "{:?}",
-            e.hints
+            e.message
+                .contains("has no parameter `txt`\n  hint: did you mean `text`?"),
+            "{}",
+            e.message
         );
         assert!(
             run(

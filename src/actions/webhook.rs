@@ -132,7 +132,8 @@ pub async fn post(
         let retriable = status == 429 || (status >= 500 && opts.retry_writes);
         if retriable && attempt < client.options().retries {
             attempt += 1;
-            let wait = Duration::from_secs_f64(retry_after.unwrap_or(1.0).clamp(0.0, 120.0));
+            let wait =
+                crate::limits::retry_after(retry_after.unwrap_or(1.0), Duration::from_secs(120));
             if let (Some(p), 429) = (&client.options().pacer, status) {
                 p.penalize(&slot, wait);
             }

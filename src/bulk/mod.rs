@@ -158,7 +158,7 @@ pub async fn run(
             match next {
                 Err(e) => {
                     // A malformed record fails alone; the rest go on.
-                    let line = json!({"identifier": null, "success": false, "error": e.message});
+                    let line = json!({"identifier": null, "success": false, "error": crate::redact::scrub(&e.message)});
                     tally(&line, &mut summary);
                     stopped |= !emit(&line);
                 }
@@ -234,7 +234,8 @@ fn identifier(rec: &Record, field: Option<&str>) -> String {
 }
 
 fn failure(id: &str, e: &Error) -> Value {
-    let mut line = json!({"identifier": id, "success": false, "error": e.message});
+    let mut line =
+        json!({"identifier": id, "success": false, "error": crate::redact::scrub(&e.message)});
     if let Some(r) = &e.response {
         line["result"] = (**r).clone();
     }

@@ -23,7 +23,7 @@ pub enum ActionCommand {
         #[arg(short, long)]
         yaml: bool,
         /// Only actions with this status (current, deprecated, retired, undocumented, sdk_only)
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::status)]
         status: Option<String>,
     },
     /// Show one action: `chat.postMessage` or `slack.chat.postMessage`

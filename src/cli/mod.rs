@@ -3,6 +3,7 @@
 //! semantics lives below `cli`. Data goes to stdout, everything else to stderr.
 
 pub mod action;
+pub mod args;
 pub mod emulator;
 pub mod run;
 pub mod sensor;
@@ -30,7 +31,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub api_url: Option<String>,
     /// Seconds before one HTTP request gives up (default 30)
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = args::timeout)]
     pub timeout: Option<f64>,
     /// Retries after rate limits and transient failures (default 3)
     #[arg(long, global = true, value_name = "N")]
@@ -39,7 +40,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_rate_limit: bool,
     /// Longest wait for a rate-limit slot, in seconds (default 300), before failing
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = args::max_wait)]
     pub max_wait: Option<f64>,
     /// Log requests and responses to stderr (secrets redacted)
     #[arg(short, long, global = true)]
@@ -101,7 +102,10 @@ pub fn dispatch(cli: Cli, env: Env) -> Result<u8> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "slackctl", &mut std::io::stdout());
+            // Through `Out`, so a closed pipe (`| head -1`) is a normal end, not a panic.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "slackctl", &mut buf);
+            crate::output::Out::new().write_str(&String::from_utf8_lossy(&buf));
             Ok(crate::exit::SUCCESS)
         }
         Command::Man => {

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::output::{Format, Out, st2_frame};
 use crate::params::{self, ValidateOpts};
 use crate::run::{RunOptions, call_method};
-use std::io::Read;
 
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true)]
@@ -44,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, requires = "each")]
     pub input_format: Option<crate::bulk::records::InputFormat>,
     /// Bulk: calls in flight at once (pacing still applies)
-    #[arg(long, default_value_t = 1, requires = "each")]
+    #[arg(long, default_value_t = 1, requires = "each", value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Bulk: the record field that identifies it (default: its line number)
     #[arg(long, value_name = "FIELD", requires = "each")]
@@ -97,14 +96,11 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             .hint("options go before the key=value parameters; see `slackctl run --help`"));
     }
 
+    crate::limits::configure_max_file(env.get(crate::config::env::SLACKCTL_MAX_FILE_SIZE))?;
     let mut raw = params::parse_cli(&args.params)?;
     if let Some(p) = &args.parameters {
         let text = if p == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Error::usage(format!("cannot read parameters from stdin: {e}")))?;
-            s
+            crate::limits::read_stdin("--parameters", crate::limits::max_file())?
         } else {
             p.clone()
         };
@@ -277,7 +273,9 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
                     .as_deref()
                     .or(e.response.as_deref())
                     .cloned()
-                    .unwrap_or_else(|| serde_json::json!({"error": e.message}));
+                    .unwrap_or_else(
+                        || serde_json::json!({"error": crate::redact::scrub(&e.message)}),
+                    );
                 out.write_str(&st2_frame(&result, Some(false)));
             } else if let Some(partial) = e.output.as_deref() {
                 out.value(partial, format);

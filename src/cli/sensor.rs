@@ -62,6 +62,7 @@ pub struct SensorArgs {
         long,
         value_name = "SECS",
         default_value_t = 10.0,
+        value_parser = super::args::sensor_secs,
         help_heading = "Connection"
     )]
     pub ping_interval: f64,
@@ -70,6 +71,7 @@ pub struct SensorArgs {
         long,
         value_name = "SECS",
         default_value_t = 5.0,
+        value_parser = super::args::sensor_secs,
         help_heading = "Connection"
     )]
     pub pong_timeout: f64,
@@ -78,19 +80,15 @@ pub struct SensorArgs {
         long,
         value_name = "SECS",
         default_value_t = 60.0,
+        value_parser = super::args::sensor_secs,
         help_heading = "Connection"
     )]
     pub idle_timeout: f64,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration> {
-    if v.is_finite() && v > 0.0 && v < 86_400.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(Error::usage(format!(
-            "--{name} must be a positive number of seconds, got {v}"
-        )))
-    }
+    crate::limits::seconds(&format!("--{name}"), v, crate::limits::SENSOR_TIMING)
+        .map_err(|e| Error::usage(e.message))
 }
 
 pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<u8> {

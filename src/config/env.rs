@@ -22,6 +22,8 @@ pub const SLACKCTL_STRIP_FORMATTING: &str = "SLACKCTL_STRIP_FORMATTING";
 pub const SLACKCTL_ALLOW_BOT_MESSAGES: &str = "SLACKCTL_ALLOW_BOT_MESSAGES";
 /// Web API base URL, replacing `https://slack.com/api/` (e.g. the emulator's).
 pub const SLACK_API_URL: &str = "SLACK_API_URL";
+/// Most bytes an `@key=path` file (or `--parameters -`) may hold: bytes or K/M/G.
+pub const SLACKCTL_MAX_FILE_SIZE: &str = "SLACKCTL_MAX_FILE_SIZE";
 /// Path of the config file.
 pub const SLACKCTL_CONFIG: &str = "SLACKCTL_CONFIG";
 /// Standard locations for the user's config directory.
@@ -71,6 +73,10 @@ pub const DOCUMENTED: &[(&str, &str)] = &[
         "true/false; beats sensor.allow_bot_messages",
     ),
     (
+        SLACKCTL_MAX_FILE_SIZE,
+        "most bytes an @key=path file may hold (default 8M; bytes or K/M/G)",
+    ),
+    (
         SLACKCTL_CONFIG,
         "config file path (else ~/.config/slackctl/slack.yaml, then /opt/stackstorm/configs/slack.yaml)",
     ),
@@ -94,6 +100,7 @@ impl Env {
             SLACK_RTM_TOKEN,
             SLACK_API_URL,
             SLACKCTL_CONFIG,
+            SLACKCTL_MAX_FILE_SIZE,
             SLACKCTL_SENSOR_MODE,
             SLACKCTL_STRIP_FORMATTING,
             SLACKCTL_ALLOW_BOT_MESSAGES,

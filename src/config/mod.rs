@@ -6,6 +6,7 @@
 //! that name the file, the key and the line: a typo must never silently drop a setting.
 
 pub mod env;
+pub mod perms;
 
 use crate::error::{Error, Result};
 use crate::redact::Secret;
@@ -303,8 +304,11 @@ pub fn locate(flags: &Flags, env: &Env) -> Option<(PathBuf, bool)> {
 
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read config file {}: {e}", path.display())))?;
+    // Bounded, regular files only (security hook: `--config /dev/zero` must not hang).
+    let text = crate::limits::read_text_file("config file", path).map_err(|e| Error {
+        kind: crate::error::Kind::Config,
+        ..e
+    })?;
     parse(&text, path)
 }
 
@@ -418,14 +422,16 @@ fn nonempty(s: Option<&str>) -> Option<&str> {
 pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
     let (file, source) = match locate(flags, env) {
         Some((path, explicit)) => {
-            if !path.is_file() {
+            if !path.exists() {
                 if explicit {
                     return Err(Error::config(format!("config file {} does not exist", path.display()))
                         .hint("pass an existing file with --config or SLACKCTL_CONFIG, or leave both unset"));
                 }
                 (FileConfig::default(), None)
             } else {
-                (load_file(&path)?, Some(path))
+                let file = load_file(&path)?;
+                perms::warn_if_exposed(&path, &file); // security hook
+                (file, Some(path))
             }
         }
         None => (FileConfig::default(), None),
@@ -539,11 +545,11 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         rtm_token,
     };
     let timeout = flags.timeout.or(file.timeout).unwrap_or(30.0);
-    if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(Error::config(format!(
-            "timeout must be a positive number of seconds, got {timeout}"
-        )));
-    }
+    let timeout = crate::limits::seconds(
+        &setting_name("--timeout", "timeout", flags.timeout.is_some(), &source),
+        timeout,
+        crate::limits::TIMEOUT,
+    )?;
     let rl = &file.rate_limits;
     let defaults = crate::transport::pace::Limits::default();
     let limits = crate::transport::pace::Limits {
@@ -564,27 +570,41 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
             .unwrap_or_else(|| default_state_path(env))
     });
     let max_wait = flags.max_wait.or(rl.max_wait).unwrap_or(300.0);
-    if !(max_wait.is_finite() && max_wait >= 0.0) {
-        return Err(Error::config(format!(
-            "max_wait must be a number of seconds, got {max_wait}"
-        )));
-    }
+    let max_wait = crate::limits::seconds(
+        &setting_name(
+            "--max-wait",
+            "rate_limits.max_wait",
+            flags.max_wait.is_some(),
+            &source,
+        ),
+        max_wait,
+        crate::limits::MAX_WAIT,
+    )?;
     Ok(Settings {
         limits,
         pace_state,
-        max_wait: Duration::from_secs_f64(max_wait),
+        max_wait,
         api_url,
         token,
         app_token,
         webhook_url,
         signing_secret,
         sensor,
-        timeout: Duration::from_secs_f64(timeout),
+        timeout,
         retries: flags.retries.or(file.retries).unwrap_or(3),
         api_url_explicit,
         file,
         source,
     })
+}
+
+/// How an error names a setting: the flag, or the key and the file it came from.
+fn setting_name(flag: &str, key: &str, from_flag: bool, file: &Option<PathBuf>) -> String {
+    match (from_flag, file) {
+        (true, _) => flag.to_string(),
+        (false, Some(f)) => format!("{key} in {}", f.display()),
+        (false, None) => key.to_string(),
+    }
 }
 
 /// The per-user directory for state that outlives a process (pacing, caches):

@@ -235,7 +235,8 @@ impl Pacer {
     fn reserve(&self, slot: &Slot) -> Duration {
         let t = now();
         let start = self.on_store(|s| s.take(&slot.key, slot.limit, t));
-        Duration::from_secs_f64((start - t).max(0.0))
+        // A damaged state file can hold any number; never abort on it.
+        crate::limits::retry_after(start - t, Duration::MAX)
     }
 
     /// Waits for a token, telling the user when the wait is noticeable; fails when it would

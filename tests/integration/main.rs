@@ -9,5 +9,7 @@ mod catalog;
 mod config;
 mod pacing;
 mod pack;
+mod props;
 mod run;
+mod security;
 mod sensor;
