@@ -63,12 +63,15 @@
 //! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]);
 //! edits and deletions as `message_changed` / `message_deleted` events.
 
+mod blocks;
 mod control;
 mod events;
 mod files;
 mod limits;
 mod methods;
 mod request;
+mod responses;
+mod slack_events;
 mod socket;
 mod state;
 mod web_api;
@@ -76,6 +79,8 @@ mod webhook;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apps;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

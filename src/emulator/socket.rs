@@ -69,7 +69,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            ack_timeout: Duration::from_millis(2000),
+            // Slack's ack deadline; clients that take a moment after a reconnect rely on it.
+            ack_timeout: Duration::from_millis(3000),
             ack_delay: Duration::ZERO,
             ping_interval: Duration::from_secs(10),
             max_attempts: 6,
@@ -657,6 +658,8 @@ where
     // write would stop reading, and both ends could end up waiting on each other).
     let (mut sink, mut stream) = ws.split();
     let (silent_tx, mut silent_rx) = tokio::sync::watch::channel(false);
+    // Set when the client sent a close frame, which the emulator then answers (see below).
+    let mut client_closed = false;
     let reader = async {
         loop {
             let frame = tokio::select! {
@@ -665,7 +668,11 @@ where
                 _ = async { let _ = silent_rx.wait_for(|s| *s).await; } => std::future::pending().await,
             };
             match frame {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Close(_))) => {
+                    client_closed = true;
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(Message::Text(t))) => {
                     match kind {
                         Kind::Socket => {
@@ -788,6 +795,11 @@ where
     tokio::select! {
         _ = reader => {}
         _ = writer => {}
+    }
+    // The close handshake: tungstenite queued the answering close frame when it read the
+    // client's; flushing sends it, so clients see a clean 1000 instead of 1006.
+    if client_closed {
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     }
     hub.unregister(id);
 }
