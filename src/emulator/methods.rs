@@ -247,6 +247,7 @@ fn chat_post_message(ctx: &mut Ctx) -> Answer {
     if ws.channels[idx].archived {
         return Err(ApiError::new("is_archived"));
     }
+    super::membership::may_post(ctx, &ws, idx)?;
     let msg = NewMessage {
         author: author(ctx),
         text,
@@ -491,6 +492,7 @@ fn conversations_history(ctx: &mut Ctx) -> Answer {
     let limit = ctx.limit();
     let mut ws = ctx.lock();
     let idx = resolve(&mut ws, ctx.caller(), &raw, false, false)?;
+    super::membership::may_read(ctx, &ws, idx)?;
     let msgs = &ws.channels[idx].messages;
     let hi = match (after_cursor, latest) {
         (Some(k), _) => msgs.partition_point(|m| m.key < k),
@@ -538,6 +540,7 @@ fn conversations_replies(ctx: &mut Ctx) -> Answer {
     let ts = ctx.args.str("ts").unwrap_or_default();
     let mut ws = ctx.lock();
     let idx = resolve(&mut ws, ctx.caller(), &raw, false, false)?;
+    super::membership::may_read(ctx, &ws, idx)?;
     let ch = &ws.channels[idx];
     let m = ch
         .find(&ts)

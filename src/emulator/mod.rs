@@ -68,6 +68,7 @@ mod control;
 mod events;
 mod files;
 mod limits;
+mod membership;
 mod methods;
 mod request;
 mod responses;

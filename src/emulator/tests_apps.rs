@@ -458,3 +458,89 @@ async fn socket_mode_answers_a_close_frame_with_a_close_frame() {
     .expect("an answer within 5 s");
     assert!(answer, "the emulator did not answer the close frame");
 }
+
+#[tokio::test]
+async fn bots_read_only_joined_channels_and_post_outside_only_with_chat_write_public() {
+    let e = emu().await;
+    // #backend (C0000004): the bot is not a member.
+    let h = e
+        .bot("conversations.history", &[("channel", "C0000004")])
+        .await;
+    assert_eq!(err(&h), "not_in_channel");
+    let v = e
+        .call(
+            "conversations.history",
+            tokens::USER,
+            &[("channel", "C0000004")],
+        )
+        .await;
+    ok(&v);
+    let post = [("channel", "C0000004"), ("text", "hello")];
+    let v = e.call("chat.postMessage", tokens::LIMITED_BOT, &post).await;
+    assert_eq!(err(&v), "not_in_channel");
+    // The full bot token holds chat:write.public.
+    ok(&e.bot("chat.postMessage", &post).await);
+    ok(&e
+        .bot("conversations.join", &[("channel", "C0000004")])
+        .await);
+    let h = e
+        .bot("conversations.history", &[("channel", "C0000004")])
+        .await;
+    assert_eq!(ok(&h)["messages"][0]["subtype"], "channel_join");
+    ok(&e.call("chat.postMessage", tokens::LIMITED_BOT, &post).await);
+}
+
+#[tokio::test]
+async fn missing_scope_and_invalid_auth_name_every_accepted_scope() {
+    let e = emu().await;
+    let all = "channels:history,groups:history,im:history,mpim:history";
+    let resp = e
+        .http
+        .post(format!("{}conversations.history", e.run.api_url()))
+        .bearer_auth(tokens::LIMITED_BOT)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("channel=C0000001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-accepted-oauth-scopes"], all);
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(err(&v), "missing_scope");
+    assert_eq!(v["needed"], all);
+    assert_eq!(v["provided"], "chat:write");
+
+    let resp = e
+        .http
+        .post(format!("{}users.list", e.run.api_url()))
+        .bearer_auth("xoxb-not-a-real-token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    let accepted = resp.headers()["x-accepted-oauth-scopes"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(resp.headers().get("x-oauth-scopes").is_none());
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(err(&v), "invalid_auth");
+    assert_eq!(accepted, "users:read");
+
+    // A form body that names its charset is read, with Slack's warning.
+    let resp = e
+        .http
+        .post(format!("{}conversations.info", e.run.api_url()))
+        .bearer_auth(tokens::BOT)
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .body("channel=C0000001")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    ok(&v);
+    assert_eq!(v["warning"], "superfluous_charset");
+}
