@@ -57,6 +57,16 @@ impl Emu {
         serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
     }
 
+    async fn get_sockets(&self) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/_emulator/sockets", self.run.base_url()))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+    }
+
     /// The next announced event of type `kind` (others are skipped), within 5 seconds.
     async fn next(&mut self, kind: &str) -> Value {
         let wait = async {
@@ -543,4 +553,43 @@ async fn missing_scope_and_invalid_auth_name_every_accepted_scope() {
     let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     ok(&v);
     assert_eq!(v["warning"], "superfluous_charset");
+}
+
+#[tokio::test]
+async fn ack_deadlines_run_only_once_the_client_reads() {
+    let e = emu().await;
+    e.control("/_emulator/sockets/config", json!({"ack_timeout_ms": 200}))
+        .await;
+    let v = e.call("apps.connections.open", tokens::APP, &[]).await;
+    let url = ok(&v)["url"].as_str().unwrap().to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connects");
+    e.control(
+        "/_emulator/messages",
+        json!({"channel": "general", "text": "while nobody reads"}),
+    )
+    .await;
+    // Several ack deadlines pass while the client reads nothing (as a client busy closing
+    // its previous connection does): no redelivery may pile up.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = e.get_sockets().await;
+    assert_eq!(status["redelivered"], 0, "{status}");
+    assert_eq!(status["unacked"], 1, "{status}");
+    // Reading (which answers the emulator's ping) starts the clock; without an ack the
+    // envelope then comes again as a retry.
+    let mut attempts = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while attempts.len() < 2 {
+            if let Some(Ok(Message::Text(t))) = ws.next().await {
+                let f: Value = serde_json::from_str(t.as_str()).unwrap();
+                if f["type"] == "events_api" {
+                    attempts.push(f["retry_attempt"].as_u64().unwrap());
+                }
+            }
+        }
+    })
+    .await
+    .expect("the envelope and its retry within 5 s");
+    assert_eq!(attempts, [0, 1]);
 }
