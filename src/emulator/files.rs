@@ -41,7 +41,7 @@ fn mime_of(ext: &str) -> (&'static str, &'static str) {
 }
 
 /// A file object as `files.info` and `files.completeUploadExternal` show it.
-fn file_json(ws: &Workspace, f: &FileRec) -> Value {
+pub(crate) fn file_json(ws: &Workspace, f: &FileRec) -> Value {
     let ext = extension(&f.name);
     let (mimetype, pretty) = mime_of(&ext);
     let mut public = Map::new();

@@ -61,7 +61,11 @@
 //!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
 //!
 //! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]);
-//! edits and deletions as `message_changed` / `message_deleted` events.
+//! edits and deletions as `message_changed` / `message_deleted` events. Other events travel
+//! the same way (`slack_events.rs`): `app_mention` after a message that mentions the bot user,
+//! `reaction_added` / `reaction_removed`, `member_joined_channel` with its `channel_join`
+//! message. Messages injected as a person carry `client_msg_id` and a rich-text block; file
+//! shares are `file_share` messages. Block Kit arguments are validated (`blocks.rs`).
 
 mod blocks;
 mod control;
@@ -237,7 +241,8 @@ impl Running {
     }
 
     /// Every message stored from now on, as a message event (`type`, `channel`,
-    /// `channel_type`, `ts`, `event_ts`, `user` and/or `bot_id`, `text`, ...).
+    /// `channel_type`, `ts`, `event_ts`, `user` and/or `bot_id`, `text`, ...), and the other
+    /// events (`app_mention`, `reaction_added`, `member_joined_channel`, ...).
     pub fn subscribe_messages(&self) -> broadcast::Receiver<Value> {
         self.shared.events.subscribe()
     }

@@ -1,12 +1,17 @@
 //! Methods whose answers carry objects on Slack, where a bare `ok: true` would leave a client
 //! reading `None`: `chat.scheduleMessage`, `views.open` / `push` / `update` / `publish`,
-//! `bots.info`, `pins.add`, `chat.unfurl` and `users.setPresence`. Each checks what Slack
-//! checks first (a past `post_at`, Block Kit, the message being there, ...).
+//! `bots.info` and the one-step `files.upload` (retired by Slack in favour of the external
+//! upload flow, still called by older apps). `pins.add`, `chat.unfurl` and
+//! `users.setPresence` answer a bare `ok: true` on Slack too, but only after Slack's checks,
+//! which they make here (the message being there, `already_pinned`, a valid presence, ...).
 
 use super::blocks::{self, Surface};
+use super::files;
 use super::methods::{fields, resolve};
 use super::request::ApiError;
-use super::state::{APP_ID, BOT_ID, BOT_NAME, BOT_USER_ID, TEAM_ID, now_secs};
+use super::state::{
+    APP_ID, Author, BOT_ID, BOT_NAME, BOT_USER_ID, FileRec, NewMessage, TEAM_ID, now_secs,
+};
 use super::web_api::{Ctx, Handler};
 use serde_json::{Map, Value, json};
 
@@ -20,6 +25,7 @@ pub fn handler(method: &str) -> Option<Handler> {
         "pins.add" => pins_add,
         "chat.unfurl" => chat_unfurl,
         "users.setPresence" => users_set_presence,
+        "files.upload" => files_upload,
         _ => return None,
     };
     Some(h)
@@ -221,4 +227,83 @@ fn users_set_presence(ctx: &mut Ctx) -> Answer {
         Some("auto" | "away") => Ok(Map::new()),
         _ => Err(ApiError::new("invalid_presence")),
     }
+}
+
+/// The one-step upload: `content` (text) or a multipart `file`, shared into `channels` with
+/// a `file_share` message each; answers the `file` object.
+fn files_upload(ctx: &mut Ctx) -> Answer {
+    // A multipart file part reaches handlers as `[file <name>: <n> bytes]`.
+    let (length, part_name) = match (ctx.args.str("content"), ctx.args.str("file")) {
+        (Some(c), _) => (c.len() as u64, None),
+        (None, Some(f)) => {
+            let inner = f
+                .strip_prefix("[file ")
+                .and_then(|r| r.strip_suffix(" bytes]"));
+            match inner.and_then(|i| i.rsplit_once(": ")) {
+                Some((name, n)) => (n.parse().unwrap_or(0), Some(name.to_string())),
+                None => return Err(ApiError::new("no_file_data")),
+            }
+        }
+        (None, None) => return Err(ApiError::new("no_file_data")),
+    };
+    let name = ctx
+        .args
+        .text("filename")
+        .or(part_name)
+        .unwrap_or_else(|| "-.txt".to_string());
+    let title = ctx.args.text("title").unwrap_or_else(|| name.clone());
+    let comment = ctx.args.str("initial_comment").unwrap_or_default();
+    let thread_ts = ctx.args.text("thread_ts");
+    let channels = ctx.args.list("channels");
+    let caller = ctx.caller();
+    let author = if ctx.is_bot() {
+        Author::Bot {
+            user: Some(caller.to_string()),
+            username: None,
+        }
+    } else {
+        Author::User(caller.to_string())
+    };
+    let mut ws = ctx.lock();
+    let mut targets = Vec::new();
+    for c in &channels {
+        let i = resolve(&mut ws, caller, c, false, true)?;
+        if ws.channels[i].archived {
+            return Err(ApiError::new("is_archived"));
+        }
+        targets.push(i);
+    }
+    let id = ws.new_id("F");
+    ws.files.insert(
+        id.clone(),
+        FileRec {
+            id: id.clone(),
+            name,
+            title,
+            length,
+            received: Some(length),
+            user: caller.to_string(),
+            created: now_secs(),
+            completed: true,
+            shares: Vec::new(),
+        },
+    );
+    for i in targets {
+        let (key, ts) = ws.next_ts();
+        let cid = ws.channels[i].id.clone();
+        if let Some(f) = ws.files.get_mut(&id) {
+            f.shares.push((cid, ts.clone()));
+        }
+        let obj = ws.files.get(&id).map(|f| files::file_json(&ws, f));
+        let msg = NewMessage {
+            author: author.clone(),
+            text: comment.clone(),
+            extra: fields! {"subtype" => "file_share", "files" => [obj], "upload" => true},
+            thread_ts: thread_ts.clone(),
+            broadcast: false,
+        };
+        ws.store_message(i, msg, key, ts);
+    }
+    let file = ws.files.get(&id).map(|f| files::file_json(&ws, f));
+    Ok(fields! {"file" => file})
 }

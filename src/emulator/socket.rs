@@ -8,6 +8,8 @@
 //!   sent to exactly one connection — the newest one that was not told to go — and tracked until
 //!   acknowledged. Unacknowledged envelopes are sent again after the ack timeout with
 //!   `retry_attempt` + 1 and `retry_reason: "timeout"`; envelopes of a closed socket at once.
+//!   The deadline (3 s, Slack's) runs once the client reads: the emulator pings on connect,
+//!   and a connection counts as read after its first pong or text frame;
 //!   With no connection at all they wait (bounded) for the next one;
 //! * an RTM event frame for every RTM connection (no `channel_type`, as RTM has none);
 //! * an Events API delivery when a URL is subscribed (see `events.rs`).

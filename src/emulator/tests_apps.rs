@@ -593,3 +593,32 @@ async fn ack_deadlines_run_only_once_the_client_reads() {
     .expect("the envelope and its retry within 5 s");
     assert_eq!(attempts, [0, 1]);
 }
+
+#[tokio::test]
+async fn one_step_files_upload_answers_the_file_and_shares_it() {
+    let mut e = emu().await;
+    let v = e
+        .bot(
+            "files.upload",
+            &[
+                ("channels", "C0000001"),
+                ("content", "hello there"),
+                ("filename", "hi.txt"),
+                ("initial_comment", "a file"),
+            ],
+        )
+        .await;
+    let f = &ok(&v)["file"];
+    assert!(f["id"].as_str().unwrap().starts_with('F'));
+    assert_eq!(f["name"], "hi.txt");
+    assert_eq!(f["size"], 11);
+    assert_eq!(f["channels"], json!(["C0000001"]));
+    let msg = e.next("message").await;
+    assert_eq!(msg["subtype"], "file_share");
+    assert_eq!(msg["text"], "a file");
+    assert_eq!(msg["files"][0]["id"], f["id"]);
+    let info = e
+        .bot("files.info", &[("file", f["id"].as_str().unwrap())])
+        .await;
+    assert_eq!(ok(&info)["file"]["title"], "hi.txt");
+}
