@@ -42,6 +42,9 @@
 //!   "per_channel": 1, "webhook": 1, "methods": {…}, "enabled": true}`), `DELETE` to stop:
 //!   answer 429 with `Retry-After` when a client exceeds the limits (see `limits.rs`).
 //!
+//! * `POST /_emulator/reactions`: a person adds (or, with `"remove": true`, takes back) a
+//!   reaction, with its `reaction_added` / `reaction_removed` event; see
+//!   `slack_events::post_reaction`.
 //! * `POST /_emulator/messages`: posts messages as anyone (`user`, `as: "bot" | "webhook"`,
 //!   `subtype`, `thread_ts`, `count` for a same-second batch, DMs via a `U…` channel); see
 //!   `control::post_messages`.
@@ -296,6 +299,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/_emulator/messages",
             get(control::get_messages).post(control::post_messages),
         )
+        .route("/_emulator/reactions", post(slack_events::post_reaction))
         .route("/link/", get(socket::link))
         .route("/websocket/", get(socket::rtm))
         .route("/_emulator/sockets", get(socket::get_sockets))

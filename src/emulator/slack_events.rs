@@ -12,7 +12,13 @@ use super::methods::{fields, resolve};
 use super::request::ApiError;
 use super::state::{Author, BOT_ID, BOT_USER_ID, Kind, NewMessage, TEAM_ID, Workspace};
 use super::web_api::{Ctx, Handler};
+use super::{Shared, json_response};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 type Answer = Result<Map<String, Value>, ApiError>;
 
@@ -442,6 +448,85 @@ pub fn known_emoji(name: &str) -> bool {
         None => name,
     };
     EMOJI.contains(&base)
+}
+
+// ---- control -------------------------------------------------------------------------------
+
+/// `POST /_emulator/reactions {"channel": "C…" | "name", "ts": "…", "name": "tada",
+/// "user": "U0000002", "remove": false}`: a person reacts (or takes a reaction back), with
+/// the same event a Slack client's reaction causes.
+pub async fn post_reaction(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let bad = |status: StatusCode, error: &str| {
+        json_response(status, &json!({"ok": false, "error": error}))
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return bad(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    let (Some(channel), Some(ts), Some(name)) =
+        (v["channel"].as_str(), v["ts"].as_str(), v["name"].as_str())
+    else {
+        return bad(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    if !known_emoji(name) {
+        return bad(StatusCode::OK, "invalid_name");
+    }
+    let name = name.trim_matches(':');
+    let user = v["user"].as_str().unwrap_or(super::state::OWNER_ID);
+    let remove = v["remove"].as_bool().unwrap_or(false);
+    let mut ws = shared.lock();
+    if ws.user(user).is_none() {
+        return bad(StatusCode::OK, "user_not_found");
+    }
+    let Some(idx) = ws
+        .channel_index(channel)
+        .or_else(|| ws.channel_by_name(channel.trim_start_matches('#')))
+    else {
+        return bad(StatusCode::NOT_FOUND, "channel_not_found");
+    };
+    let Some(m) = ws.channels[idx].find(ts) else {
+        return bad(StatusCode::OK, "message_not_found");
+    };
+    let data = &mut ws.channels[idx].messages[m].data;
+    let list = data.entry("reactions").or_insert_with(|| json!([]));
+    let Value::Array(list) = list else {
+        return bad(StatusCode::OK, "internal_error");
+    };
+    let pos = list.iter().position(|r| r["name"] == name);
+    let has = pos.is_some_and(|p| {
+        list[p]["users"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|x| x == user))
+    });
+    match (remove, pos) {
+        (false, _) if has => return bad(StatusCode::OK, "already_reacted"),
+        (true, _) if !has => return bad(StatusCode::OK, "no_reaction"),
+        (false, Some(p)) => {
+            if let Some(u) = list[p]["users"].as_array_mut() {
+                u.push(json!(user));
+            }
+            let n = list[p]["users"].as_array().map_or(0, Vec::len);
+            list[p]["count"] = json!(n);
+        }
+        (false, None) => list.push(json!({"name": name, "users": [user], "count": 1})),
+        (true, Some(p)) => {
+            if let Some(u) = list[p]["users"].as_array_mut() {
+                u.retain(|x| x != user);
+            }
+            let n = list[p]["users"].as_array().map_or(0, Vec::len);
+            if n == 0 {
+                list.remove(p);
+            } else {
+                list[p]["count"] = json!(n);
+            }
+        }
+        (true, None) => return bad(StatusCode::OK, "no_reaction"),
+    }
+    if list.is_empty() {
+        data.remove("reactions");
+    }
+    reaction_event(&mut ws, idx, m, user, name, !remove);
+    drop(ws);
+    json_response(StatusCode::OK, &json!({"ok": true}))
 }
 
 // ---- methods ------------------------------------------------------------------------------

@@ -216,7 +216,7 @@ async fn reactions_are_announced_and_unknown_names_refused() {
 #[tokio::test]
 async fn joining_and_inviting_announce_member_joined_channel_and_a_join_message() {
     let mut e = emu().await;
-    // #backend (C0000004): the bot is not a member.
+    // #announcements (C0000004): the bot is not a member.
     let j = e
         .bot("conversations.join", &[("channel", "C0000004")])
         .await;
@@ -472,7 +472,7 @@ async fn socket_mode_answers_a_close_frame_with_a_close_frame() {
 #[tokio::test]
 async fn bots_read_only_joined_channels_and_post_outside_only_with_chat_write_public() {
     let e = emu().await;
-    // #backend (C0000004): the bot is not a member.
+    // #announcements (C0000004): the bot is not a member.
     let h = e
         .bot("conversations.history", &[("channel", "C0000004")])
         .await;
@@ -621,4 +621,40 @@ async fn one_step_files_upload_answers_the_file_and_shares_it() {
         .bot("files.info", &[("file", f["id"].as_str().unwrap())])
         .await;
     assert_eq!(ok(&info)["file"]["title"], "hi.txt");
+}
+
+#[tokio::test]
+async fn people_react_through_the_control_endpoint() {
+    let mut e = emu().await;
+    let r = e
+        .bot(
+            "chat.postMessage",
+            &[("channel", "C0000001"), ("text", "vote")],
+        )
+        .await;
+    let ts = ok(&r)["ts"].as_str().unwrap().to_string();
+    let v = e
+        .control(
+            "/_emulator/reactions",
+            json!({"channel": "general", "ts": ts, "name": "tada", "user": "U0000004"}),
+        )
+        .await;
+    ok(&v);
+    let ev = e.next("reaction_added").await;
+    assert_eq!(ev["user"], "U0000004");
+    assert_eq!(ev["item_user"], "U0BOT");
+    let again = json!({"channel": "general", "ts": ts, "name": "tada", "user": "U0000004"});
+    assert_eq!(
+        err(&e.control("/_emulator/reactions", again.clone()).await),
+        "already_reacted"
+    );
+    let mut off = again;
+    off["remove"] = json!(true);
+    ok(&e.control("/_emulator/reactions", off).await);
+    assert_eq!(e.next("reaction_removed").await["user"], "U0000004");
+    let bogus = json!({"channel": "general", "ts": ts, "name": "nope_nope", "user": "U0000004"});
+    assert_eq!(
+        err(&e.control("/_emulator/reactions", bogus).await),
+        "invalid_name"
+    );
 }

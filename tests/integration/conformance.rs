@@ -64,3 +64,15 @@ fn slacks_python_clients_pass_against_the_emulator() {
     assert_eq!(passed, total, "{stdout}");
     assert!(total.parse::<u32>().unwrap() >= 19, "{stdout}");
 }
+
+/// The README's Bolt example is the file the suite runs, character for character.
+#[test]
+fn the_readme_bolt_example_is_the_file_the_suite_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("tests/conformance/example_app.py")).unwrap();
+    assert!(
+        readme.contains(&format!("```python\n{example}```\n")),
+        "README.md's Bolt example differs from tests/conformance/example_app.py"
+    );
+}
