@@ -32,11 +32,15 @@ pub fn handler(method: &str) -> Option<Handler> {
     Some(h)
 }
 
+/// How a mention of the bot user starts (`<@U0BOT>` or the legacy `<@U0BOT|name>`).
+const BOT_MENTION: &str = "<@U0BOT";
+
 /// The events that follow a stored message event: an `app_mention` when a new message (not
 /// the bot's own) mentions the bot user. Slack sends it in addition to the `message` event.
 pub fn after_message(event: &Value) -> Option<Value> {
     let text = event["text"].as_str()?;
-    if !text.contains(&format!("<@{BOT_USER_ID}")) {
+    // Checked on every stored message (floods included), so without allocating.
+    if !text.contains(BOT_MENTION) {
         return None;
     }
     // New messages only: edits, deletions and system notices do not mention anyone anew.
@@ -651,6 +655,11 @@ mod unit {
             a.split('-').map(str::len).collect::<Vec<_>>(),
             [8, 4, 4, 4, 12]
         );
+    }
+
+    #[test]
+    fn the_mention_prefix_names_the_bot_user() {
+        assert_eq!(BOT_MENTION, format!("<@{BOT_USER_ID}"));
     }
 
     #[test]
