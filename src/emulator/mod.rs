@@ -435,6 +435,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     }
     spawn_dispatcher(shared.clone());
     socket::spawn_ticker(shared.clone());
+    responses::spawn_scheduler(shared.clone());
     // Without TCP_NODELAY, small answers wait on Nagle's algorithm and benchmarks measure
     // the emulator instead of the client.
     let listener = listener.tap_io(|tcp| {

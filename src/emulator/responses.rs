@@ -20,6 +20,8 @@ type Answer = Result<Map<String, Value>, ApiError>;
 pub fn handler(method: &str) -> Option<Handler> {
     let h: Handler = match method {
         "chat.scheduleMessage" => chat_schedule_message,
+        "chat.scheduledMessages.list" => chat_scheduled_messages_list,
+        "chat.deleteScheduledMessage" => chat_delete_scheduled_message,
         "views.open" | "views.push" | "views.update" | "views.publish" => views,
         "bots.info" => bots_info,
         "pins.add" => pins_add,
@@ -86,9 +88,31 @@ fn chat_schedule_message(ctx: &mut Ctx) -> Answer {
     if let Some(b) = block_arg {
         message["blocks"] = b;
     }
-    if let Some(t) = ctx.args.text("thread_ts") {
+    let thread_ts = ctx.args.text("thread_ts");
+    if let Some(t) = &thread_ts {
         message["thread_ts"] = json!(t);
     }
+    let mut extra = Map::new();
+    if let Some(b) = message.get("blocks") {
+        extra.insert("blocks".into(), b.clone());
+    }
+    ws.scheduled.push(Scheduled {
+        id: id.clone(),
+        channel_idx: idx,
+        post_at: post_at as u64,
+        date_created: now as u64,
+        text: text.clone(),
+        extra,
+        author: if is_bot {
+            Author::Bot {
+                user: Some(caller.to_string()),
+                username: None,
+            }
+        } else {
+            Author::User(caller.to_string())
+        },
+        thread_ts,
+    });
     Ok(fields! {
         "channel" => channel,
         "scheduled_message_id" => id,
@@ -306,4 +330,95 @@ fn files_upload(ctx: &mut Ctx) -> Answer {
     }
     let file = ws.files.get(&id).map(|f| files::file_json(&ws, f));
     Ok(fields! {"file" => file})
+}
+
+/// A message waiting for its `post_at`.
+pub struct Scheduled {
+    id: String,
+    channel_idx: usize,
+    post_at: u64,
+    date_created: u64,
+    text: String,
+    extra: Map<String, Value>,
+    author: Author,
+    thread_ts: Option<String>,
+}
+
+/// Posts scheduled messages once their time has come (checked every 200 ms). Ends with the
+/// emulator.
+pub fn spawn_scheduler(shared: std::sync::Arc<super::Shared>) {
+    let mut stop = shared.sockets.subscribe_stop();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let mut ws = shared.lock();
+            if ws.scheduled.is_empty() {
+                continue;
+            }
+            let now = now_secs();
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut ws.scheduled)
+                .into_iter()
+                .partition(|s| s.post_at <= now);
+            ws.scheduled = later;
+            for s in due {
+                let msg = NewMessage {
+                    author: s.author,
+                    text: s.text,
+                    extra: s.extra,
+                    thread_ts: s.thread_ts,
+                    broadcast: false,
+                };
+                ws.post_message(s.channel_idx, msg);
+            }
+        }
+    });
+}
+
+fn chat_scheduled_messages_list(ctx: &mut Ctx) -> Answer {
+    let wanted = ctx.args.text("channel");
+    let caller = ctx.caller();
+    let mut ws = ctx.lock();
+    let only = match wanted {
+        Some(raw) => Some(resolve(&mut ws, caller, &raw, false, false)?),
+        None => None,
+    };
+    let mut items: Vec<Value> = ws
+        .scheduled
+        .iter()
+        .filter(|s| only.is_none_or(|i| i == s.channel_idx))
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "channel_id": ws.channels[s.channel_idx].id,
+                "post_at": s.post_at,
+                "date_created": s.date_created,
+                "text": s.text,
+            })
+        })
+        .collect();
+    items.sort_by_key(|v| v["post_at"].as_u64());
+    let (page, next) = ctx.page("scheduled", &items)?;
+    Ok(fields! {
+        "scheduled_messages" => page,
+        "response_metadata" => json!({"next_cursor": next}),
+    })
+}
+
+fn chat_delete_scheduled_message(ctx: &mut Ctx) -> Answer {
+    let raw = ctx.args.str("channel").unwrap_or_default();
+    let id = ctx.args.str("scheduled_message_id").unwrap_or_default();
+    let caller = ctx.caller();
+    let mut ws = ctx.lock();
+    let idx = resolve(&mut ws, caller, &raw, false, false)?;
+    let pos = ws
+        .scheduled
+        .iter()
+        .position(|s| s.id == id && s.channel_idx == idx)
+        .ok_or_else(|| ApiError::new("invalid_scheduled_message_id"))?;
+    ws.scheduled.remove(pos);
+    Ok(Map::new())
 }

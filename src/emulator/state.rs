@@ -222,6 +222,8 @@ pub struct Workspace {
     direct: HashMap<String, String>,
     pub files: HashMap<String, FileRec>,
     pub invites: Vec<Value>,
+    /// Messages waiting for their `post_at` (`chat.scheduleMessage`), see `responses.rs`.
+    pub scheduled: Vec<super::responses::Scheduled>,
     next_id: u64,
     last_ts: u64,
     events: broadcast::Sender<Value>,
@@ -419,6 +421,7 @@ impl Workspace {
             direct: HashMap::new(),
             files: HashMap::new(),
             invites: Vec::new(),
+            scheduled: Vec::new(),
             next_id: 1,
             last_ts: 0,
             events,

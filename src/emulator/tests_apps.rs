@@ -658,3 +658,62 @@ async fn people_react_through_the_control_endpoint() {
         "invalid_name"
     );
 }
+
+#[tokio::test]
+async fn scheduled_messages_are_listed_deleted_and_posted_on_time() {
+    let mut e = emu().await;
+    let soon = (super::state::now_secs() + 1).to_string();
+    let later = (super::state::now_secs() + 3600).to_string();
+    let a = e
+        .bot(
+            "chat.scheduleMessage",
+            &[
+                ("channel", "C0000001"),
+                ("text", "soon"),
+                ("post_at", &soon),
+            ],
+        )
+        .await;
+    let b = e
+        .bot(
+            "chat.scheduleMessage",
+            &[
+                ("channel", "C0000001"),
+                ("text", "later"),
+                ("post_at", &later),
+            ],
+        )
+        .await;
+    let list = e.bot("chat.scheduledMessages.list", &[]).await;
+    let ids: Vec<&Value> = ok(&list)["scheduled_messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(
+        ids,
+        [&a["scheduled_message_id"], &b["scheduled_message_id"]]
+    );
+    let later_id = b["scheduled_message_id"].as_str().unwrap();
+    let del = [("channel", "C0000001"), ("scheduled_message_id", later_id)];
+    ok(&e.bot("chat.deleteScheduledMessage", &del).await);
+    assert_eq!(
+        err(&e.bot("chat.deleteScheduledMessage", &del).await),
+        "invalid_scheduled_message_id"
+    );
+    let posted = e.next("message").await;
+    assert_eq!(posted["text"], "soon");
+    assert_eq!(posted["bot_id"], "B0EMULATOR");
+    let ts: u64 = posted["ts"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ts >= soon.parse::<u64>().unwrap());
+    let list = e.bot("chat.scheduledMessages.list", &[]).await;
+    assert_eq!(list["scheduled_messages"], json!([]));
+}
