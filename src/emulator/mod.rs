@@ -43,6 +43,9 @@
 //!   `DELETE` to stop: answer 429 with `Retry-After` when a client exceeds the limits, token
 //!   buckets that allow Slack's short bursts, per channel id (see `limits.rs`).
 //!
+//! * `POST /_emulator/reactions`: a person adds (or, with `"remove": true`, takes back) a
+//!   reaction, with its `reaction_added` / `reaction_removed` event; see
+//!   `slack_events::post_reaction`.
 //! * `POST /_emulator/messages`: posts messages as anyone (`user`, `as: "bot" | "webhook"`,
 //!   `subtype`, `thread_ts`, `count` for a same-second batch, DMs via a `U…` channel); see
 //!   `control::post_messages`.
@@ -62,14 +65,22 @@
 //!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
 //!
 //! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]);
-//! edits and deletions as `message_changed` / `message_deleted` events.
+//! edits and deletions as `message_changed` / `message_deleted` events. Other events travel
+//! the same way (`slack_events.rs`): `app_mention` after a message that mentions the bot user,
+//! `reaction_added` / `reaction_removed`, `member_joined_channel` with its `channel_join`
+//! message. Messages injected as a person carry `client_msg_id` and a rich-text block; file
+//! shares are `file_share` messages. Block Kit arguments are validated (`blocks.rs`).
 
+mod blocks;
 mod control;
 mod events;
 mod files;
 mod limits;
+mod membership;
 mod methods;
 mod request;
+mod responses;
+mod slack_events;
 mod socket;
 mod state;
 mod web_api;
@@ -77,6 +88,8 @@ mod webhook;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apps;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -232,7 +245,8 @@ impl Running {
     }
 
     /// Every message stored from now on, as a message event (`type`, `channel`,
-    /// `channel_type`, `ts`, `event_ts`, `user` and/or `bot_id`, `text`, ...).
+    /// `channel_type`, `ts`, `event_ts`, `user` and/or `bot_id`, `text`, ...), and the other
+    /// events (`app_mention`, `reaction_added`, `member_joined_channel`, ...).
     pub fn subscribe_messages(&self) -> broadcast::Receiver<Value> {
         self.shared.events.subscribe()
     }
@@ -286,6 +300,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/_emulator/messages",
             get(control::get_messages).post(control::post_messages),
         )
+        .route("/_emulator/reactions", post(slack_events::post_reaction))
         .route("/link/", get(socket::link))
         .route("/websocket/", get(socket::rtm))
         .route("/_emulator/sockets", get(socket::get_sockets))
@@ -421,6 +436,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     }
     spawn_dispatcher(shared.clone());
     socket::spawn_ticker(shared.clone());
+    responses::spawn_scheduler(shared.clone());
     // Without TCP_NODELAY, small answers wait on Nagle's algorithm and benchmarks measure
     // the emulator instead of the client.
     let listener = listener.tap_io(|tcp| {

@@ -7,6 +7,7 @@ mod actions;
 mod bulk;
 mod catalog;
 mod config;
+mod conformance;
 mod pacing;
 mod pack;
 mod props;
