@@ -197,6 +197,21 @@ fn run(o: &Opts) -> Result<bool, String> {
                     if p.required && !ours.required && ours.default.is_none() {
                         problems.push(format!("{name}: {pname} is required in st2 but not here"));
                     }
+                    if ours.ty != p.ty {
+                        problems.push(format!(
+                            "{name}: {pname} is typed {} here but {} in st2; st2 would refuse \
+                             values the pack accepted (keep st2's type, put ours in the \
+                             {} tag)",
+                            ours.ty,
+                            p.ty,
+                            tag::WIRE_TYPES
+                        ));
+                    }
+                    if ours.enum_values.is_some() {
+                        problems.push(format!(
+                            "{name}: {pname} has an enum the st2 pack did not have"
+                        ));
+                    }
                     if p.immutable && (!ours.immutable || ours.default != p.default) {
                         problems.push(format!("{name}: immutable {pname} differs from st2"));
                     }
@@ -437,6 +452,41 @@ fn st2_type(name: &str, kind: Option<&str>, slack: &str, st2: Option<&str>) -> &
     }
 }
 
+/// The YAML `type` and slackctl's own type of one parameter. A parameter of the original
+/// pack keeps the pack's type, so st2 goes on accepting every value it accepted (a comma
+/// string for a list, a number for a timestamp, a string for a boolean); slackctl's better
+/// type then travels in the `wire_types` tag and the binary accepts both and sends the wire
+/// form. New parameters get the best type directly. Timestamps are always marked, so a
+/// number given for one is written back as Slack's six-decimal text.
+fn declared_and_wire(
+    name: &str,
+    kind: Option<&str>,
+    best: &'static str,
+    st2: Option<&St2Param>,
+) -> (String, Option<&'static str>) {
+    let declared = st2.map_or(best, |s| st2_type_name(&s.ty));
+    let wire = if is_timestamp(name, kind) {
+        Some("timestamp")
+    } else if declared != best {
+        Some(best)
+    } else {
+        None
+    };
+    (declared.to_string(), wire)
+}
+
+/// st2's type names as static strings (the pack only uses these six).
+fn st2_type_name(t: &str) -> &'static str {
+    match t {
+        "integer" => "integer",
+        "number" => "number",
+        "boolean" => "boolean",
+        "array" => "array",
+        "object" => "object",
+        _ => "string",
+    }
+}
+
 fn param_doc(
     name: &str,
     kind: Option<&str>,
@@ -449,7 +499,8 @@ fn param_doc(
             "JSON array (a JSON string is accepted too)".to_string()
         }
         (n, k) if is_timestamp(n, k) => {
-            "Slack timestamp, passed on as the exact string".to_string()
+            "Slack timestamp: its exact text (a number is written back with six decimals)"
+                .to_string()
         }
         ("cursor", _) => "Cursor from the previous page's response_metadata.next_cursor".into(),
         ("limit", _) => "Maximum number of items per page".into(),
@@ -498,7 +549,10 @@ fn yaml_str(s: &str) -> String {
 }
 
 struct P {
-    ty: &'static str,
+    /// The `type` written to the YAML: what st2 validates by.
+    ty: String,
+    /// slackctl's own type when it differs from `ty`, or `timestamp` (the `wire_types` tag).
+    wire: Option<&'static str>,
     description: String,
     required: bool,
     default: Option<String>,
@@ -512,7 +566,8 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     params.insert(
         "end_point".into(),
         P {
-            ty: "string",
+            ty: "string".into(),
+            wire: None,
             description: "Slack method this action calls; fixed".into(),
             required: false,
             default: Some(yaml_str(&m.name)),
@@ -524,13 +579,17 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     params.insert(
         "http_method".into(),
         P {
-            ty: "string",
-            description: "HTTP verb; defaults to the one Slack prefers for this method".into(),
+            ty: "string".into(),
+            wire: None,
+            description:
+                "HTTP verb (GET or POST); defaults to the one Slack prefers for this method".into(),
+            // st2's pack marks it required; the default always satisfies that.
             required: true,
             default: Some(m.http_method.clone()),
             immutable: false,
             secret: false,
-            enum_values: vec!["GET".into(), "POST".into()],
+            // No enum: the original pack had none, so st2 must keep accepting any text.
+            enum_values: vec![],
         },
     );
     let st2p = |n: &str| st2.and_then(|a| a.parameters.get(n));
@@ -543,22 +602,34 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     for p in &m.params {
         let s = st2p(&p.name);
         let ty = st2_type(&p.name, p.kind.as_deref(), &p.ty, s.map(|s| s.ty.as_str()));
-        let enum_values = p
+        let enum_values: Vec<String> = p
             .enum_values
             .iter()
             .flatten()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect();
+        let mut description = param_doc(&p.name, p.kind.as_deref(), ty, &p.ty, p.default.as_ref());
+        // An enum would make st2 refuse values the original pack let through, so for the
+        // pack's own parameters the known values are documentation only.
+        let enforce_enum = s.is_none() && ty == "string";
+        if !enforce_enum && !enum_values.is_empty() && ty == "string" {
+            if !description.is_empty() {
+                description.push_str(". ");
+            }
+            let _ = write!(description, "Known values: {}", enum_values.join(", "));
+        }
+        let (declared, wire) = declared_and_wire(&p.name, p.kind.as_deref(), ty, s);
         params.insert(
             p.name.clone(),
             P {
-                ty,
-                description: param_doc(&p.name, p.kind.as_deref(), ty, &p.ty, p.default.as_ref()),
+                ty: declared,
+                wire,
+                description,
                 required: p.required || s.is_some_and(|s| s.required),
                 default: None,
                 immutable: false,
                 secret: false,
-                enum_values: if ty == "string" { enum_values } else { vec![] },
+                enum_values: if enforce_enum { enum_values } else { vec![] },
             },
         );
     }
@@ -570,10 +641,12 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
                 continue;
             }
             let ty = st2_type(n, None, &s.ty, Some(&s.ty));
+            let (declared, wire) = declared_and_wire(n, None, ty, Some(s));
             params.insert(
                 n.clone(),
                 P {
-                    ty,
+                    ty: declared,
+                    wire,
                     description: "Kept for StackStorm compatibility; not in Slack's current reference".into(),
                     required: s.required,
                     default: None,
@@ -589,7 +662,8 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         params.insert(
             "token".into(),
             P {
-                ty: "string",
+                ty: "string".into(),
+                wire: None,
                 description: "Token for this call; overrides SLACK_TOKEN and action_token".into(),
                 required: false,
                 default: None,
@@ -691,6 +765,15 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     }
     if !comma_lists.is_empty() {
         tags.push((tag::COMMA_LISTS, comma_lists.join(",")));
+    }
+    let mut wire: Vec<(&String, &str)> = params
+        .iter()
+        .filter_map(|(n, p)| p.wire.map(|w| (n, w)))
+        .collect();
+    wire.sort_by_key(|(n, _)| (param_rank(n), n.to_string()));
+    if !wire.is_empty() {
+        let list: Vec<String> = wire.iter().map(|(n, w)| format!("{n}:{w}")).collect();
+        tags.push((tag::WIRE_TYPES, list.join(",")));
     }
 
     let mut out = String::new();

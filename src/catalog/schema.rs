@@ -97,6 +97,10 @@ pub mod tag {
     pub const ARG_GROUPS: &str = "arg_groups";
     /// List parameters Slack takes as one comma-separated string, in JSON bodies too.
     pub const COMMA_LISTS: &str = "comma_lists";
+    /// slackctl's own type for parameters whose declared st2 `type` is kept wider for
+    /// compatibility with the original pack: `name:type,...`, where type is an st2 type name
+    /// or `timestamp` (a Slack ts: exact text, numbers written back with six decimals).
+    pub const WIRE_TYPES: &str = "wire_types";
 }
 
 impl ActionFile {

@@ -106,8 +106,10 @@ fn get_shows_property_value_and_json_parameters() {
     assert_eq!(j["parameters"]["end_point"]["immutable"], true);
     assert_eq!(j["parameters"]["end_point"]["default"], "chat.postMessage");
     assert_eq!(j["parameters"]["channel"]["required"], true);
+    // st2's declared types are the original pack's, so st2 accepts what it always accepted.
     assert_eq!(j["parameters"]["thread_ts"]["type"], "string");
-    assert_eq!(j["parameters"]["blocks"]["type"], "array");
+    assert_eq!(j["parameters"]["blocks"]["type"], "string");
+    assert_eq!(j["parameters"]["metadata"]["type"], "object");
     assert_eq!(j["parameters"]["token"]["secret"], true);
     assert!(
         j["parameters"]["mrkdwn"]["default"].is_null(),

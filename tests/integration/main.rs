@@ -11,3 +11,4 @@ mod pacing;
 mod pack;
 mod run;
 mod sensor;
+mod st2_values;
