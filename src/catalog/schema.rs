@@ -101,6 +101,11 @@ pub mod tag {
     /// compatibility with the original pack: `name:type,...`, where type is an st2 type name
     /// or `timestamp` (a Slack ts: exact text, numbers written back with six decimals).
     pub const WIRE_TYPES: &str = "wire_types";
+    /// Parameters sent as JSON text in a form even when they are lists of plain values.
+    pub const JSON_TEXT: &str = "json_text";
+    /// Whose wire form the method follows when it is not slack_sdk's: `node` (only Node's
+    /// SDK knows it: lists and objects as JSON text, booleans as true/false) or `none`.
+    pub const SDK: &str = "sdk";
 }
 
 impl ActionFile {

@@ -3,8 +3,12 @@
 //! * GET: a query string; POST: a JSON body (`application/json; charset=utf-8`) only when the
 //!   method accepts one, else a form (`application/x-www-form-urlencoded`, no charset: Slack
 //!   warns `superfluous_charset` otherwise).
-//! * In forms and queries: booleans are `true`/`false`, numbers their decimal text, lists of
-//!   IDs comma-joined without spaces, structured values (blocks, attachments, view…) JSON text.
+//! * Verb, body kind and field encodings follow Slack's Python SDK (`slack_sdk`), which the
+//!   importer reads: in forms and queries booleans are `1`/`0` (as slack_sdk sends them),
+//!   numbers their decimal text, lists of IDs comma-joined without spaces, structured values
+//!   (blocks, attachments, view…) and the `json_text` fields JSON text.
+//! * Methods only Node's SDK knows (tag `sdk: node`) are encoded as Node does: a form with
+//!   every list and object as JSON text and booleans as `true`/`false`.
 //! * In JSON bodies values stay native, except lists Slack takes as one comma string.
 //! * Unset parameters are absent; st2's bookkeeping parameters (`end_point`, `http_method`,
 //!   `token`) are never sent; the token travels only in the `Authorization` header.
@@ -45,11 +49,15 @@ pub fn verb_for(action: &Action, params: &Map<String, Value>) -> Verb {
     }
 }
 
-fn comma_lists(action: &Action) -> Vec<&'static str> {
+fn tag_list(action: &Action, tag: &str) -> Vec<&'static str> {
     action
-        .tag("comma_lists")
+        .tag(tag)
         .map(|s| s.split(',').collect())
         .unwrap_or_default()
+}
+
+fn comma_lists(action: &Action) -> Vec<&'static str> {
+    tag_list(action, "comma_lists")
 }
 
 /// Encodes the parameters of a Web API call.
@@ -71,7 +79,21 @@ pub fn encode(action: &Action, params: &Map<String, Value>, verb: Verb) -> Body 
         }
         return Body::Json(m);
     }
-    let pairs: Vec<(String, String)> = sendable.map(|(k, v)| (k.clone(), form_value(v))).collect();
+    let node = action.tag("sdk") == Some("node");
+    let json_text = tag_list(action, "json_text");
+    let pairs: Vec<(String, String)> = sendable
+        .map(|(k, v)| {
+            let text = match v {
+                Value::Bool(b) if node => b.to_string(),
+                Value::Array(items) if lists.contains(&k.as_str()) => join_scalars(items),
+                Value::Array(_) | Value::Object(_) if node || json_text.contains(&k.as_str()) => {
+                    v.to_string()
+                }
+                other => form_value(other),
+            };
+            (k.clone(), text)
+        })
+        .collect();
     match verb {
         Verb::Get => Body::Query(pairs),
         Verb::Post => Body::Form(pairs),
@@ -82,7 +104,7 @@ pub fn encode(action: &Action, params: &Map<String, Value>, verb: Verb) -> Body 
 pub fn form_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
+        Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
         Value::Number(n) => n.to_string(),
         Value::Null => String::new(),
         Value::Array(items) if items.iter().all(is_scalar) => join_scalars(items),
@@ -140,7 +162,7 @@ mod tests {
             Body::Form(vec![
                 ("email".into(), "a@b.c".into()),
                 ("channels".into(), "C1,C2".into()),
-                ("set_active".into(), "false".into())
+                ("set_active".into(), "0".into())
             ])
         );
         assert_eq!(form_value(&json!([{"a": 1}])), r#"[{"a":1}]"#);
