@@ -93,7 +93,7 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             continue; // st2 passes None for unset parameters
         }
         match action.param(&k) {
-            Some(p) => match coerce_param(p, v) {
+            Some(p) => match coerce_param(p, v, action.is_generic()) {
                 Ok(v) => {
                     out.insert(k, v);
                 }
@@ -384,7 +384,7 @@ pub fn convert_param(p: &Param, text: &str) -> Result<Value> {
 
 /// Checks a JSON value (from `--parameters`, i.e. from st2) for one parameter, with the same
 /// leniency as [`convert_param`] and a number for a timestamp written as Slack's text.
-pub fn coerce_param(p: &Param, v: Value) -> Result<Value> {
+pub fn coerce_param(p: &Param, v: Value, generic: bool) -> Result<Value> {
     if p.timestamp {
         return match v {
             Value::String(s) => Ok(Value::String(s)),
@@ -399,6 +399,9 @@ pub fn coerce_param(p: &Param, v: Value) -> Result<Value> {
     }
     match v {
         Value::String(s) => convert_param(p, &s),
+        // slack_sdk puts a number or boolean given for a text argument on the wire as such
+        // (1/0 and decimal text in forms, native in JSON); generic actions do the same.
+        v @ (Value::Number(_) | Value::Bool(_)) if generic && p.ty == ParamType::String => Ok(v),
         v => coerce_json(p.name, p.ty, v),
     }
 }
@@ -451,9 +454,15 @@ pub fn coerce_json(name: &str, ty: ParamType, v: Value) -> Result<Value> {
     match (ty, v) {
         (_, Value::String(s)) if ty != ParamType::String => convert_text(name, ty, &s),
         (ParamType::String, Value::String(s)) => Ok(Value::String(s)),
-        // A number for a string parameter (e.g. an old workflow's float ts): keep its exact text.
+        // A number or boolean for a string parameter: its text (hand-written actions read
+        // strings). Generic actions keep it native (see coerce_param), as slack_sdk sends it.
         (ParamType::String, Value::Number(n)) => Ok(Value::String(n.to_string())),
         (ParamType::String, Value::Bool(b)) => Ok(Value::String(b.to_string())),
+        // Structured input for a string parameter (Slack's table or the SDKs say text, the
+        // caller has the JSON): sent as JSON text, not refused.
+        (ParamType::String, v @ (Value::Array(_) | Value::Object(_))) => {
+            Ok(Value::String(v.to_string()))
+        }
         (ParamType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Value::Number(n)),
         (ParamType::Number, Value::Number(n)) => Ok(Value::Number(n)),
         (ParamType::Boolean, Value::Bool(b)) => Ok(Value::Bool(b)),

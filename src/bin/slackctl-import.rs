@@ -990,7 +990,7 @@ const NODE_ONE_OF: &[(&str, &[&str])] = &[
 
 /// Methods where slack_sdk sends `client_id`/`client_secret` as HTTP Basic credentials;
 /// slackctl still sends them as form fields, which Slack accepts too (listed as deviations).
-const BASIC_AUTH: &[&str] = &["oauth.access", "oauth.v2.access", "oauth.v2.exchange"];
+const BASIC_AUTH: &[&str] = &["oauth.access", "oauth.v2.access", "openid.connect.token"];
 
 fn print_deviations() -> ExitCode {
     let mut rows: Vec<Value> = DEVIATIONS
@@ -1142,12 +1142,17 @@ fn merge_sdk(m: &mut Method, py: Option<&PyMethod>, node: Option<&NodeMethod>) -
             let table = st2_type(&p.name, p.kind.as_deref(), &p.ty, None);
             // The SDKs decide where they disagree with the table: strings where an ID only
             // looks numeric, objects where the table says "string" for structured input.
-            let sdk_says_string = [pa.map(|a| &a.types), na.map(|a| &a.types)]
-                .into_iter()
-                .flatten()
-                .all(|t| t.iter().all(|x| x == "string"));
+            // slack_sdk's declaration decides (Node's when slack_sdk lacks the argument): text
+            // is the widest type, and slackctl still takes numbers, booleans and JSON for it.
+            let sdk_says_string = pa
+                .map(|a| &a.types)
+                .or(na.map(|a| &a.types))
+                .is_some_and(|t| t.iter().all(|x| x == "string"));
             p.best = Some(match (table, declared) {
-                ("integer" | "number", "string") if sdk_says_string => "string",
+                ("integer" | "number" | "boolean" | "object", "string") if sdk_says_string => {
+                    "string"
+                }
+                ("object", "array") => "array",
                 ("string", "object") => "object",
                 ("string", "array") if p.comma => "array",
                 _ => table,

@@ -10,5 +10,6 @@ mod config;
 mod pacing;
 mod pack;
 mod run;
+mod sdk_diff;
 mod sensor;
 mod st2_values;
