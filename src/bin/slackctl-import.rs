@@ -563,6 +563,213 @@ fn st2_type_name(t: &str) -> &'static str {
     }
 }
 
+/// One-line descriptions, in our own words, for arguments of the most used methods that the
+/// generic rules in [`param_doc`] do not cover. Keyed by method, family prefix (`chat.`) or
+/// `*`, and argument.
+const PARAM_DOCS: &[(&str, &str, &str)] = &[
+    (
+        "chat.",
+        "text",
+        "Message text (mrkdwn); also the fallback shown in notifications",
+    ),
+    (
+        "chat.",
+        "markdown_text",
+        "Message as standard Markdown; use instead of text",
+    ),
+    (
+        "chat.",
+        "as_user",
+        "Legacy: act as the authed user (classic apps only)",
+    ),
+    (
+        "chat.",
+        "link_names",
+        "Turn @names and #channels in the text into links",
+    ),
+    ("chat.", "parse", "How Slack treats the text: full or none"),
+    ("*", "username", "Display name for the bot on this message"),
+    (
+        "*",
+        "icon_emoji",
+        "Emoji shown as the bot's icon, e.g. :robot_face:",
+    ),
+    ("*", "icon_url", "Image URL shown as the bot's icon"),
+    (
+        "chat.",
+        "reply_broadcast",
+        "Also show a thread reply in the channel",
+    ),
+    (
+        "chat.",
+        "unfurl_links",
+        "Expand previews of links to text content",
+    ),
+    ("chat.", "unfurl_media", "Expand previews of media links"),
+    (
+        "chat.",
+        "container_id",
+        "Container (e.g. a canvas or list) the message belongs to",
+    ),
+    (
+        "chat.",
+        "current_draft_last_updated_ts",
+        "Last-edit time of the draft this message replaces",
+    ),
+    ("chat.", "post_at", "When to post, as Unix seconds"),
+    (
+        "*",
+        "include_locale",
+        "Add each user's or conversation's locale to the answer",
+    ),
+    (
+        "team.info",
+        "include_slackbot_availability",
+        "Report whether Slackbot is available in the workspace",
+    ),
+    (
+        "team.info",
+        "domain",
+        "Workspace domain to look up instead of the token's workspace",
+    ),
+    ("*", "email", "Email address of the account to find"),
+    ("*", "file", "File ID (F...)"),
+    (
+        "reactions.",
+        "file_comment",
+        "File comment ID (Fc...), for old file comments",
+    ),
+    (
+        "reactions.",
+        "full",
+        "Return every reaction, not only a summary",
+    ),
+    ("views.", "external_id", "Your own unique ID for the view"),
+    ("views.", "view_id", "View ID (V...) to change"),
+    (
+        "views.",
+        "hash",
+        "Hash from the last view answer; refuses stale updates",
+    ),
+    (
+        "views.",
+        "trigger_id",
+        "Trigger ID from an interaction, valid for 3 seconds",
+    ),
+    (
+        "views.",
+        "interactivity_pointer",
+        "Interactivity pointer from a workflow step; instead of trigger_id",
+    ),
+    ("files.", "filename", "Name the file gets in Slack"),
+    ("files.", "length", "Size of the file in bytes"),
+    (
+        "files.",
+        "alt_text",
+        "Description of an image for screen readers",
+    ),
+    ("files.", "alt_txt", "Older spelling of alt_text"),
+    (
+        "files.",
+        "snippet_type",
+        "Syntax type for a text snippet, e.g. python",
+    ),
+    (
+        "files.",
+        "initial_comment",
+        "Message posted with the shared file",
+    ),
+    (
+        "conversations.",
+        "is_private",
+        "Create a private channel instead of a public one",
+    ),
+    (
+        "conversations.",
+        "purpose",
+        "New purpose text of the conversation",
+    ),
+    (
+        "conversations.",
+        "topic",
+        "New topic text of the conversation",
+    ),
+    (
+        "conversations.",
+        "return_im",
+        "Return the full conversation object for a DM",
+    ),
+    (
+        "files.",
+        "show_files_hidden_by_limit",
+        "Include files hidden by the free plan's storage limit",
+    ),
+    (
+        "chat.",
+        "unfurl_id",
+        "Unfurl ID from the link_shared event; with source, instead of channel+ts",
+    ),
+    (
+        "chat.",
+        "user_auth_message",
+        "Message asking the user to authenticate, shown instead of a preview",
+    ),
+    (
+        "chat.",
+        "user_auth_url",
+        "URL where the user authenticates to see previews",
+    ),
+    (
+        "users.profile.set",
+        "value",
+        "New value of the profile field given in name",
+    ),
+    (
+        "chat.unfurl",
+        "source",
+        "Where the link was posted: composer or conversations_history",
+    ),
+    (
+        "conversations.create",
+        "name",
+        "Channel name: lowercase, no spaces or periods",
+    ),
+    (
+        "conversations.rename",
+        "name",
+        "New channel name: lowercase, no spaces or periods",
+    ),
+    (
+        "users.profile.set",
+        "name",
+        "Profile field to set (with value), instead of profile",
+    ),
+    (
+        "reactions.add",
+        "name",
+        "Emoji name without colons, e.g. thumbsup",
+    ),
+    (
+        "reactions.remove",
+        "name",
+        "Emoji name without colons, e.g. thumbsup",
+    ),
+];
+
+/// The entry for `name` of `method`: an exact method first, then a family prefix such as
+/// `chat.`, then `*`.
+fn param_doc_table(method: &str, name: &str) -> Option<&'static str> {
+    let hit = |test: &dyn Fn(&str) -> bool| {
+        PARAM_DOCS
+            .iter()
+            .find(|(m, n, _)| *n == name && test(m))
+            .map(|(_, _, d)| *d)
+    };
+    hit(&|m| m == method)
+        .or_else(|| hit(&|m| m.ends_with('.') && method.starts_with(m)))
+        .or_else(|| hit(&|m| m == "*"))
+}
+
 fn param_doc(
     name: &str,
     kind: Option<&str>,
@@ -693,6 +900,14 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect();
         let mut description = param_doc(&p.name, p.kind.as_deref(), ty, &p.ty, p.default.as_ref());
+        if let Some(d) = param_doc_table(&m.name, &p.name) {
+            // The table's line first, then any generic note (e.g. Slack's default).
+            description = if description.is_empty() {
+                d.to_string()
+            } else {
+                format!("{d}. {description}")
+            };
+        }
         // An enum would make st2 refuse values the original pack let through, so for the
         // pack's own parameters the known values are documentation only.
         let enforce_enum = s.is_none() && ty == "string";
