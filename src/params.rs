@@ -377,6 +377,10 @@ pub fn convert_param(p: &Param, text: &str) -> Result<Value> {
         && !p.comma_list
         && !text.trim_start().starts_with(['[', '{'])
     {
+        crate::log::warn(&format!(
+            "{}: not JSON; sent as the text given (Slack expects a JSON array)",
+            p.name
+        ));
         return Ok(Value::String(text.to_string()));
     }
     convert_text(p.name, p.ty, text).or_else(|e| lenient_string(p, text, e))
