@@ -1072,6 +1072,9 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     if m.sdk != "python" {
         tags.push((tag::SDK, m.sdk.to_string()));
     }
+    if m.sdk == "python" && BASIC_AUTH.contains(&m.name.as_str()) {
+        tags.push((tag::CLIENT_AUTH, "basic".to_string()));
+    }
 
     let mut wire: Vec<(&String, &str)> = params
         .iter()
@@ -1204,23 +1207,16 @@ const NODE_ONE_OF: &[(&str, &[&str])] = &[
 ];
 
 /// Methods where slack_sdk sends `client_id`/`client_secret` as HTTP Basic credentials;
-/// slackctl still sends them as form fields, which Slack accepts too (listed as deviations).
+/// slackctl does the same (tag `client_auth: basic`).
 const BASIC_AUTH: &[&str] = &["oauth.access", "oauth.v2.access", "openid.connect.token"];
 
 fn print_deviations() -> ExitCode {
-    let mut rows: Vec<Value> = DEVIATIONS
+    let rows: Vec<Value> = DEVIATIONS
         .iter()
         .map(
             |d| serde_json::json!({"method": d.method, "arg": d.arg, "kind": d.kind, "why": d.why}),
         )
         .collect();
-    for m in BASIC_AUTH {
-        rows.push(
-            serde_json::json!({"method": m, "arg": "client_secret", "kind": "auth",
-            "why": "slack_sdk sends client_id/client_secret as HTTP Basic credentials; slackctl \
-                    sends them as form fields, which Slack documents as equivalent"}),
-        );
-    }
     println!(
         "{}",
         serde_json::to_string_pretty(&rows).unwrap_or_default()

@@ -106,6 +106,8 @@ pub mod tag {
     /// Whose wire form the method follows when it is not slack_sdk's: `node` (only Node's
     /// SDK knows it: lists and objects as JSON text, booleans as true/false) or `none`.
     pub const SDK: &str = "sdk";
+    /// `basic`: client_id and client_secret travel as HTTP Basic credentials.
+    pub const CLIENT_AUTH: &str = "client_auth";
 }
 
 impl ActionFile {

@@ -27,6 +27,26 @@ pub enum Body {
     Form(Vec<(String, String)>),
     /// POST `application/json; charset=utf-8`.
     Json(Map<String, Value>),
+    /// POST form with `client_id`/`client_secret` as HTTP Basic credentials instead of form
+    /// fields, as slack_sdk sends its OAuth exchanges (tag `client_auth: basic`).
+    BasicForm(Vec<(String, String)>, BasicCredentials),
+}
+
+/// The `Authorization: Basic` value; its `Debug` never shows the secret.
+#[derive(Clone, PartialEq)]
+pub struct BasicCredentials(String);
+
+impl BasicCredentials {
+    /// The header value, `Basic <base64(id:secret)>`.
+    pub fn header(&self) -> String {
+        format!("Basic {}", self.0)
+    }
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BasicCredentials(<redacted>)")
+    }
 }
 
 impl Body {
@@ -36,6 +56,7 @@ impl Body {
             Body::Query(p) => format!("query, {} argument(s)", p.len()),
             Body::Form(p) => format!("form, {} argument(s)", p.len()),
             Body::Json(m) => format!("json, {} argument(s)", m.len()),
+            Body::BasicForm(p, _) => format!("form + basic auth, {} argument(s)", p.len()),
         }
     }
 }
@@ -96,8 +117,50 @@ pub fn encode(action: &Action, params: &Map<String, Value>, verb: Verb) -> Body 
         .collect();
     match verb {
         Verb::Get => Body::Query(pairs),
-        Verb::Post => Body::Form(pairs),
+        Verb::Post => basic_auth(action, pairs).unwrap_or_else(Body::Form),
     }
+}
+
+/// Moves `client_id`/`client_secret` into HTTP Basic credentials where slack_sdk does so.
+fn basic_auth(
+    action: &Action,
+    pairs: Vec<(String, String)>,
+) -> Result<Body, Vec<(String, String)>> {
+    if action.tag("client_auth") != Some("basic") {
+        return Err(pairs);
+    }
+    let field = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (Some(id), Some(secret)) = (field("client_id"), field("client_secret")) else {
+        return Err(pairs);
+    };
+    let rest = pairs
+        .into_iter()
+        .filter(|(k, _)| k != "client_id" && k != "client_secret")
+        .collect();
+    let creds = BasicCredentials(base64(format!("{id}:{secret}").as_bytes()));
+    Ok(Body::BasicForm(rest, creds))
+}
+
+/// Standard base64 with padding (RFC 4648), for the Basic credentials.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Encodes one value as a form/query field.
@@ -167,6 +230,21 @@ mod tests {
         );
         assert_eq!(form_value(&json!([{"a": 1}])), r#"[{"a":1}]"#);
         assert_eq!(form_value(&json!({"k": "v"})), r#"{"k":"v"}"#);
+    }
+
+    #[test]
+    fn oauth_client_credentials_go_as_basic_auth() {
+        assert_eq!(base64(b"1.2:s3cret"), "MS4yOnMzY3JldA==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        let a = find("oauth.v2.access").unwrap();
+        let p = obj(json!({"client_id": "1.2", "client_secret": "s3cret", "code": "c"}));
+        let Body::BasicForm(pairs, creds) = encode(a, &p, Verb::Post) else {
+            panic!("expected basic auth")
+        };
+        assert_eq!(pairs, vec![("code".to_string(), "c".to_string())]);
+        assert_eq!(creds.header(), "Basic MS4yOnMzY3JldA==");
+        assert!(!format!("{creds:?}").contains("MS4y"));
     }
 
     #[test]

@@ -378,6 +378,13 @@ fn calls_the_sdks_accept_are_not_refused() {
         assert_ne!(out.code, 2, "{args:?} refused:\n{}", out.stderr);
         out.assert_no_panic();
     }
+    // The refresh's client credentials travel as HTTP Basic auth, as slack_sdk sends them.
+    let r = emu.requests_to("oauth.v2.access");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["args"]["client_id"], "1.2");
+    assert_eq!(r[0]["args"]["grant_type"], "refresh_token");
+    let raw = r[0]["raw_body"].as_str().unwrap();
+    assert!(!raw.contains("client_secret"), "{raw}");
     // session_id is a string (both SDKs), so an ID that is not all digits is accepted.
     let r = emu.requests_to("admin.users.session.invalidate");
     assert_eq!(r.len(), 1);
