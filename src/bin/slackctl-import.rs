@@ -2,15 +2,20 @@
 //!
 //! ```text
 //! cargo run --bin slackctl-import -- --methods ../shared/data/slack-methods.json \
-//!     --st2 ../shared/data/st2-actions.json [--check] [--descriptions seed.json]
+//!     --st2 ../shared/data/st2-actions.json [--sdk DIR] [--check] [--descriptions seed.json]
+//! cargo run --bin slackctl-import -- --print-deviations
 //! ```
 //!
-//! Facts (parameters, types, tiers, scopes, status) come from the method table; names and
-//! parameters that StackStorm's slack pack exposes come from the st2 action list, so every
-//! st2 action keeps its name and parameters. Descriptions are ours: they are read back from
-//! the existing YAML files and kept. Hand-written actions (no `@generated` header) are never
-//! touched, only checked for st2 compatibility. `--check` writes nothing and exits 1 when a
-//! file is stale, missing or extra.
+//! Facts come from three sources (docs/architecture.md, "Where the catalog's facts come
+//! from"): Slack's method table (methods, status, tiers, scopes, arguments), the official
+//! SDKs' signatures in `sdk/` next to the table (verb, body kind, field encodings, required
+//! flags, types, one-of groups, arguments the table lacks; see [`merge_sdk`]), and the st2
+//! action list (names, parameter names and each original parameter's declared type, kept so
+//! st2 accepts what it accepted; slackctl's own type goes to the `wire_types` tag). Every
+//! deliberate deviation is one row of [`DEVIATIONS`]. Descriptions are ours: they are read
+//! back from the existing YAML files and kept. Hand-written actions (no `@generated` header)
+//! are never touched, only checked for st2 compatibility. `--check` writes nothing and exits
+//! 1 when a file is stale, missing or extra, or an st2 type or enum check fails.
 
 use serde::Deserialize;
 use serde_json::Value;
