@@ -846,7 +846,6 @@ struct P {
     default: Option<String>,
     immutable: bool,
     secret: bool,
-    enum_values: Vec<String>,
 }
 
 fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
@@ -861,7 +860,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
             default: Some(yaml_str(&m.name)),
             immutable: true,
             secret: false,
-            enum_values: vec![],
         },
     );
     params.insert(
@@ -877,7 +875,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
             immutable: false,
             secret: false,
             // No enum: the original pack had none, so st2 must keep accepting any text.
-            enum_values: vec![],
         },
     );
     let st2p = |n: &str| st2.and_then(|a| a.parameters.get(n));
@@ -913,10 +910,10 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
                 format!("{d}. {description}")
             };
         }
-        // An enum would make st2 refuse values the original pack let through, so for the
-        // pack's own parameters the known values are documentation only.
-        let enforce_enum = s.is_none() && ty == "string";
-        if !enforce_enum && !enum_values.is_empty() && ty == "string" {
+        // Known values are documentation only: an enum would make st2 refuse values the
+        // original pack let through, and the SDKs (the ground truth for what Slack accepts)
+        // take any text there, so a value newer than Slack's table must not be refused.
+        if !enum_values.is_empty() && ty == "string" {
             if !description.is_empty() {
                 description.push_str(". ");
             }
@@ -934,7 +931,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
                 default: None,
                 immutable: false,
                 secret: false,
-                enum_values: if enforce_enum { enum_values } else { vec![] },
             },
         );
     }
@@ -957,7 +953,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
                     default: None,
                     immutable: s.immutable,
                     secret: false,
-                    enum_values: vec![],
                 },
             );
             let _ = &s.default;
@@ -974,7 +969,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
                 default: None,
                 immutable: false,
                 secret: true,
-                enum_values: vec![],
             },
         );
     }
@@ -1124,12 +1118,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         }
         if p.secret {
             out.push_str("    secret: true\n");
-        }
-        if !p.enum_values.is_empty() {
-            out.push_str("    enum:\n");
-            for e in &p.enum_values {
-                let _ = writeln!(out, "      - {}", yaml_str(e));
-            }
         }
     }
     out.push_str("tags:\n");
