@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,6 +41,7 @@ except ImportError as e:  # pragma: no cover - environment check
     sys.exit(0)
 
 os.environ["SKIP_SLACK_SDK_WARNING"] = "1"  # slack_sdk's missing-text warning
+warnings.filterwarnings("ignore", category=UserWarning)  # its deprecated-method notices
 
 
 class Capture(BaseHTTPRequestHandler):
@@ -198,7 +200,7 @@ def run_slackctl(method, call, api_url):
                         "--parameters", "-"], input=json.dumps(call), capture_output=True,
                        text=True, env=env, timeout=30)
     if p.returncode != 0:
-        return None, "exit %d: %s" % (p.returncode, p.stderr.strip()[:400])
+        return None, "exit %d: %s" % (p.returncode, " | ".join(p.stderr.strip().splitlines())[:400])
     if len(Capture.requests) != 1:
         return None, "slackctl made %d requests" % len(Capture.requests)
     return Capture.requests[0], None
