@@ -137,7 +137,8 @@ pub fn action_json(a: &Action) -> Value {
     let mut params = Map::new();
     for p in a.params {
         let mut o = Map::new();
-        o.insert("type".into(), json!(p.ty.as_str()));
+        // st2 shows the declared type; slackctl's narrower one is in the wire_types tag.
+        o.insert("type".into(), json!(p.declared.as_str()));
         o.insert("required".into(), json!(p.required));
         o.insert(
             "default".into(),

@@ -2,7 +2,7 @@
 //! call, print.
 
 use super::action::find_or_suggest;
-use crate::catalog::{Action, Status};
+use crate::catalog::{Action, GroupKind, Status};
 use crate::config::{Env, Flags};
 use crate::error::{Error, Result};
 use crate::output::{Format, Out, st2_frame};
@@ -378,6 +378,9 @@ pub fn action_help(a: &Action) -> String {
         }
         s.push('\n');
     }
+    // Required means "must be given": a parameter with a default (http_method) is optional
+    // to the caller even where st2's metadata marks it required.
+    let must_give = |p: &crate::catalog::Param| p.required && p.default.is_none();
     for (title, required) in [
         ("Required Parameters:", true),
         ("Optional Parameters:", false),
@@ -385,7 +388,7 @@ pub fn action_help(a: &Action) -> String {
         let ps: Vec<_> = a
             .params
             .iter()
-            .filter(|p| !p.immutable && p.required == required)
+            .filter(|p| !p.immutable && must_give(p) == required)
             .collect();
         if ps.is_empty() {
             continue;
@@ -406,6 +409,17 @@ pub fn action_help(a: &Action) -> String {
                 let shown = serde_json::from_str::<String>(d).unwrap_or_else(|_| d.to_string());
                 s.push_str(&format!("        Default: {shown}\n"));
             }
+        }
+    }
+    if !a.arg_groups.is_empty() {
+        s.push_str("\nArgument groups:\n");
+        for g in a.arg_groups {
+            let kind = match g.kind {
+                GroupKind::OneOf => "one of",
+                GroupKind::ExactlyOne => "exactly one of",
+                GroupKind::AtMostOne => "at most one of",
+            };
+            s.push_str(&format!("    {kind}: {}\n", g.args.join(", ")));
         }
     }
     if let Some(url) = a.docs_url() {

@@ -313,13 +313,22 @@ impl Client {
                 .post(&url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(encode_pairs(pairs)),
+            Body::BasicForm(pairs, creds) => self
+                .http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", creds.header())
+                .body(encode_pairs(pairs)),
             Body::Json(map) => self
                 .http
                 .post(&url)
                 .header("content-type", "application/json; charset=utf-8")
                 .body(serde_json::to_vec(map).unwrap_or_default()),
         };
-        if let Some(t) = req.token {
+        if let Some(t) = req
+            .token
+            .filter(|_| !matches!(req.body, Body::BasicForm(..)))
+        {
             builder = builder.header("authorization", format!("Bearer {}", t.expose()));
         }
         if self.opts.verbose {

@@ -12,5 +12,7 @@ mod pacing;
 mod pack;
 mod props;
 mod run;
+mod sdk_diff;
 mod security;
 mod sensor;
+mod st2_values;
