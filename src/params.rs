@@ -445,6 +445,16 @@ pub fn coerce_param(p: &Param, v: Value, generic: bool) -> Result<Value> {
             )),
         };
     }
+    // A secret (a token, a client secret) travels in a header or as one opaque string: any
+    // other JSON is a mistake, refused without echoing what was given.
+    if p.secret && !v.is_string() {
+        return Err(type_error(
+            p.name,
+            ParamType::String,
+            "(hidden)",
+            " (a secret must be given as text)",
+        ));
+    }
     match v {
         Value::String(s) => convert_param(p, &s),
         // slack_sdk puts a number or boolean given for a text argument on the wire as such
