@@ -9,5 +9,6 @@ mod catalog;
 mod config;
 mod pacing;
 mod pack;
+mod readme;
 mod run;
 mod sensor;
