@@ -94,10 +94,20 @@ pub fn choose_token(
     } else {
         action.tokens.join(" or ")
     };
+    let kinds = if kinds == "any" {
+        String::new()
+    } else {
+        format!("{kinds} ")
+    };
     let mut e = Error::config(format!(
-        "{} needs a {kinds} token and none is configured",
+        "{} needs a {kinds}token and none is configured",
         action.name
-    ));
+    ))
+    .hint(settings.looked_for(if app_only {
+        crate::config::Credential::AppToken
+    } else {
+        crate::config::Credential::Token
+    }));
     e = if app_only {
         e.hint("set SLACK_APP_TOKEN (an xapp- token with connections:write) or sensor.app_token in the config")
     } else {
