@@ -6,6 +6,7 @@ mod support;
 mod actions;
 mod bulk;
 mod catalog;
+mod cli;
 mod config;
 mod pacing;
 mod pack;
