@@ -11,6 +11,7 @@ pub mod fnv;
 pub mod log;
 pub mod output;
 pub mod params;
+pub mod progress;
 pub mod redact;
 pub mod run;
 pub mod sensor;

@@ -180,3 +180,71 @@ fn the_emulator_warns_when_it_listens_beyond_loopback() {
     let err = emulator_stderr("127.0.0.1:0");
     assert!(!err.contains("warning"), "{err}");
 }
+
+/// A bulk run whose pacing warns (three posts to one channel, one per second).
+fn paced_bulk(_emu: &Emu, dir: &std::path::Path) -> String {
+    let records = dir.join("r.jsonl");
+    std::fs::write(
+        &records,
+        "{\"t\": \"one\"}\n{\"t\": \"two\"}\n{\"t\": \"three\"}\n",
+    )
+    .unwrap();
+    format!(
+        "{BIN} run chat.postMessage --each {} channel=C0000003 text='{{{{ t }}}}' >/dev/null",
+        records.display()
+    )
+}
+
+#[test]
+fn bulk_progress_is_one_line_on_a_terminal_with_warnings_above_it() {
+    let emu = Emu::start();
+    let dir = tempdir("progress");
+    let cmd = paced_bulk(&emu, &dir);
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_clear()
+        .env("HOME", &emu.home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SLACK_API_URL", emu.api_url())
+        .env("SLACK_TOKEN", emu.token("bot"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let tty = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(
+        tty.contains("3 record(s) done") || tty.contains("2 record(s) done"),
+        "{tty:?}"
+    );
+    let warnings = tty.matches("slackctl: warning:").count();
+    assert!(warnings >= 2, "pacing should have warned: {tty:?}");
+    // Each warning starts on a cleared line: never glued to the progress text.
+    assert_eq!(
+        tty.matches("\r\x1b[2Kslackctl: warning:").count(),
+        warnings,
+        "{tty:?}"
+    );
+    for line in tty.split(['\n', '\r']) {
+        assert!(
+            !(line.contains("record(s) done") && line.contains("warning")),
+            "{line:?}"
+        );
+    }
+    assert_eq!(emu.messages("C0000003").len(), 3);
+
+    // Not a terminal: no progress line, no control characters; warnings and the summary stay.
+    let piped = Command::new("bash")
+        .args(["-c", &cmd])
+        .env_clear()
+        .env("HOME", &emu.home)
+        .env("SLACK_API_URL", emu.api_url())
+        .env("SLACK_TOKEN", emu.token("bot"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(0), "{text}");
+    assert!(!text.contains(['\r', '\x1b']), "{text:?}");
+    assert!(!text.contains("record(s) done"), "{text}");
+    assert!(text.contains("slackctl: warning:"), "{text}");
+    assert!(text.contains("sent"), "the summary: {text}");
+}
