@@ -85,7 +85,7 @@ pub fn run(args: EmulatorArgs) -> Result<u8> {
         out.write_str(&format!("{}\n", running.ready_line()));
         out.flush();
         eprintln!(
-            "slackctl emulator: fake Slack workspace at {}\n  export SLACK_API_URL={}\n  export SLACK_TOKEN={}\n  webhook: {}\nCtrl-C stops it.",
+            "slackctl emulator: fake Slack workspace at {}\n  export SLACK_API_URL={}\n  export SLACK_TOKEN={}\n  webhook: {}\nSeeded users, channels and tokens: slackctl emulator --help. Ctrl-C stops it.",
             running.base_url(),
             running.api_url(),
             emulator::tokens::BOT,
