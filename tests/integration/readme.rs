@@ -370,3 +370,23 @@ fn emulator_help_lists_seed_data_that_exists() {
     }
     assert!(checked >= 10, "only {checked} seed ids checked:\n{help}");
 }
+
+#[test]
+fn demo_says_plain_slackctl_when_path_finds_this_binary() {
+    let dir = tempdir("demo-path");
+    let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+    let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let out = bare_cmd(&dir)
+        .env("PATH", path)
+        .arg("demo")
+        .current_dir(&dir)
+        .output()
+        .expect("demo");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\n  slackctl run chat.postMessage channel=C0000001 text=hi\n"),
+        "{text}"
+    );
+    assert!(!text.contains(BIN), "{text}");
+}
