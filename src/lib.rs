@@ -12,6 +12,7 @@ pub mod limits;
 pub mod log;
 pub mod output;
 pub mod params;
+pub mod progress;
 pub mod redact;
 pub mod run;
 pub mod sensor;

@@ -108,7 +108,12 @@ pub fn choose_token(
         "{} needs {} and none is configured",
         action.name,
         token_kinds(action.tokens)
-    ));
+    ))
+    .hint(settings.looked_for(if app_only {
+        crate::config::Credential::AppToken
+    } else {
+        crate::config::Credential::Token
+    }));
     e = if app_only {
         e.hint("set SLACK_APP_TOKEN (an xapp- token with connections:write) or sensor.app_token in the config")
     } else {

@@ -61,9 +61,11 @@ pub async fn post(
     let url = match str_param(params, "webhook_url") {
         Some(u) => Secret::new(u),
         None => settings.webhook_url.clone().ok_or_else(|| {
-            Error::config(format!("{} needs an incoming webhook URL", action.name)).hint(
-                "pass webhook_url=…, set SLACK_WEBHOOK_URL, or set post_message_action.webhook_url in the config",
-            )
+            Error::config(format!("{} needs an incoming webhook URL", action.name))
+                .hint(settings.looked_for(crate::config::Credential::WebhookUrl))
+                .hint(
+                    "pass webhook_url=…, set SLACK_WEBHOOK_URL, or set post_message_action.webhook_url in the config",
+                )
         })?,
     };
     if !(url.expose().starts_with("https://") || url.expose().starts_with("http://")) {

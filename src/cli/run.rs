@@ -73,10 +73,7 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
         args.help = true;
     }
     let Some(reference) = args.action.clone() else {
-        use clap::CommandFactory;
-        let mut cmd = super::Cli::command();
-        let sub = cmd.find_subcommand_mut("run").expect("run subcommand");
-        let help = sub.render_long_help().to_string();
+        let help = super::subcommand_help("run");
         let mut out = Out::new();
         out.write_str(&help);
         return Ok(if args.help {

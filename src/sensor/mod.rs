@@ -80,6 +80,7 @@ pub fn plan(settings: &Settings, listen: Option<SocketAddr>) -> Result<Plan> {
     match s.mode {
         SensorMode::Socket => app.map(Plan::Socket).ok_or_else(|| {
             Error::config("Socket Mode needs an app-level token and none is configured")
+                .hint(settings.looked_for(crate::config::Credential::AppToken))
                 .hint(socket_hint)
         }),
         SensorMode::Rtm => rtm
@@ -113,6 +114,7 @@ pub fn plan(settings: &Settings, listen: Option<SocketAddr>) -> Result<Plan> {
 fn events_plan(settings: &Settings, listen: Option<SocketAddr>) -> Result<Plan> {
     let secret = settings.signing_secret.clone().ok_or_else(|| {
         Error::config("the Events API receiver needs the app's signing secret, and none is configured")
+            .hint(settings.looked_for(crate::config::Credential::SigningSecret))
             .hint("set SLACK_SIGNING_SECRET (app settings > Basic Information > Signing Secret) or sensor.signing_secret")
     })?;
     let addr = match listen {
