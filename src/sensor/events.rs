@@ -74,7 +74,7 @@ pub async fn run(
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                rx.pipeline.lock().await.save();
+                rx.pipeline.lock().await.tidy();
             }
         })
     };
@@ -111,7 +111,7 @@ pub async fn run(
         }
     }
     saver.abort();
-    rx.pipeline.lock().await.save();
+    rx.pipeline.lock().await.tidy();
     outcome
 }
 
@@ -134,6 +134,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received = std::time::Instant::now();
     if method == Method::GET || method == Method::HEAD {
         return text(StatusCode::OK, "slackctl sensor: POST Slack events here\n");
     }
@@ -182,6 +183,7 @@ async fn receive(
                 envelope_id: None,
                 team: v.team_id.get(),
                 retry,
+                received,
             };
             let mut p = rx.pipeline.lock().await;
             if p.done() {

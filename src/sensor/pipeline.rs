@@ -1,25 +1,39 @@
 //! What happens to every received message event, whatever the transport: filter, drop
-//! repeats, look up names, build the payload and write the line. Only after
+//! repeats, look up names, build the payload and queue the line. Only after
 //! [`Pipeline::flush`] returns may the transport acknowledge the events handled so far, so a
-//! crash can repeat a message but never lose one. Transports flush once per batch of
-//! events (not once per line), which is what lets the sensor keep up with a flood.
+//! crash can never lose a message. Transports flush once per batch of events (not once per
+//! line), which is what lets the sensor keep up with a flood.
+//!
+//! With `--state`, each batch follows the write-ahead protocol of [`crate::store::seen`]:
+//! its keys are claimed in the dedupe record before any of its lines reaches stdout, and
+//! committed (one fdatasync) after the lines are flushed and before any acknowledgement. So
+//! everything acknowledged is recorded, and a redelivery after a restart is dropped.
 
 use super::dedupe::{self, Seen};
-use super::enrich::Enricher;
+use super::enrich::{self, Enricher, Known};
 use super::event::Event;
 use super::payload::{self, Delivery, Filter};
 use super::strip;
+use crate::store::seen::{LocalSeen, MessageKeys, SeenStore};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where trigger lines go. Lines may be buffered by `emit`; `flush` makes them durable for
 /// the reader (and must succeed before anything is acknowledged).
 pub trait Sink: Send {
     /// One line (JSON text, without the newline).
     fn emit(&mut self, line: &[u8]) -> std::io::Result<()>;
+    /// Several lines at once, each ending with a newline.
+    fn emit_all(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            self.emit(line)?;
+        }
+        Ok(())
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
@@ -49,6 +63,9 @@ impl Sink for StdoutSink {
         self.out.write_all(line)?;
         self.out.write_all(b"\n")
     }
+    fn emit_all(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(lines)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
@@ -76,6 +93,9 @@ pub struct Incoming<'a> {
     pub team: Option<&'a str>,
     /// `retry_attempt` (Socket Mode) or `X-Slack-Retry-Num` (HTTP); 0 on first delivery.
     pub retry: u64,
+    /// When the event came off the wire: its name lookups may last until
+    /// [`enrich::LOOKUP_BUDGET`] after this.
+    pub received: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +105,10 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// Lines queued beyond this many bytes are written out (claimed first) without waiting for the
+/// end of the batch; acknowledgements still wait for [`Pipeline::flush`].
+const WRITE_AT: usize = 192 * 1024;
+
 pub struct Pipeline {
     filter: Filter,
     strip: bool,
@@ -93,15 +117,19 @@ pub struct Pipeline {
     sink: Box<dyn Sink>,
     /// The line being written, reused from event to event.
     line: Vec<u8>,
-    state: Option<PathBuf>,
-    last_save: Instant,
+    /// Lines handled and not yet written to the sink, each ending with a newline.
+    batch: Vec<u8>,
+    /// The keys of each line in `batch`, in order.
+    batch_keys: Vec<MessageKeys>,
+    store: Option<Box<dyn SeenStore>>,
+    /// Keys a killed run claimed without committing: their lines may have been written.
+    uncertain: HashSet<u64>,
+    /// A failing store is reported once, not per batch.
+    store_warned: bool,
     emitted: u64,
     max: Option<u64>,
     verbose: bool,
 }
-
-/// Saves are spaced at least this far apart; a final save happens on exit.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -125,58 +153,95 @@ impl Pipeline {
             enrich,
             sink,
             line: Vec::with_capacity(1024),
-            state: None,
-            last_save: Instant::now(),
+            batch: Vec::with_capacity(WRITE_AT + 64 * 1024),
+            batch_keys: Vec::with_capacity(1024),
+            store: None,
+            uncertain: HashSet::new(),
+            store_warned: false,
             emitted: 0,
             max,
             verbose,
         }
     }
 
-    /// Uses `dir` to remember emitted messages across restarts; loads what is there.
-    pub fn with_state(mut self, dir: PathBuf) -> crate::error::Result<Pipeline> {
-        std::fs::create_dir_all(&dir).map_err(|e| {
+    /// Keeps the dedupe record in `dir` (the local-file backend); loads what is there.
+    pub fn with_state(self, dir: PathBuf) -> crate::error::Result<Pipeline> {
+        let store = LocalSeen::open(&dir, dedupe::DEFAULT_TTL_SECS).map_err(|e| {
             crate::error::Error::config(format!(
-                "cannot create the state directory {}: {e}",
+                "cannot use the state directory {}: {e}",
                 dir.display()
             ))
         })?;
-        let file = dedupe::state_file(&dir);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(v) => {
-                    let n = self.seen.load_json(&v, unix_now());
-                    if self.verbose {
-                        crate::log::debug(&format!(
-                            "loaded {n} recent message keys from {}",
-                            file.display()
-                        ));
-                    }
-                }
-                Err(e) => crate::log::warn(&format!(
-                    "ignoring the unreadable state file {} ({e}); starting afresh",
-                    file.display()
-                )),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => crate::log::warn(&format!("cannot read {}: {e}", file.display())),
+        let mut p = self.with_store(Box::new(store))?;
+        p.migrate_legacy(&dir);
+        Ok(p)
+    }
+
+    /// Keeps the dedupe record in `store`; loads what it remembers.
+    pub fn with_store(mut self, mut store: Box<dyn SeenStore>) -> crate::error::Result<Pipeline> {
+        let now = unix_now();
+        let loaded = store.load(now).map_err(|e| {
+            crate::error::Error::config(format!(
+                "cannot read or rewrite the dedupe record {}: {e}",
+                store.describe()
+            ))
+        })?;
+        let n = self.seen.load(loaded.live, now);
+        if self.verbose {
+            crate::log::debug(&format!(
+                "loaded {n} recent message keys from {}",
+                store.describe()
+            ));
         }
-        self.state = Some(file);
+        if !loaded.uncertain.is_empty() {
+            // Keys come two per message at most; say how many messages, roughly.
+            crate::log::warn(&format!(
+                "the previous run stopped while writing a batch of messages ({} keys in {}); \
+                 if Slack delivers them again they are emitted again, since they may not have \
+                 reached the reader",
+                loaded.uncertain.len(),
+                store.describe()
+            ));
+            self.uncertain = loaded.uncertain.into_iter().collect();
+        }
+        self.store = Some(store);
         Ok(self)
     }
 
-    /// How many lines were written.
+    /// Brings the keys of an earlier version's JSON state file into the record, once.
+    fn migrate_legacy(&mut self, dir: &std::path::Path) {
+        let file = dedupe::legacy_state_file(dir);
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return;
+        };
+        let now = unix_now();
+        let mut old = Seen::new(dedupe::DEFAULT_TTL_SECS, dedupe::DEFAULT_CAPACITY);
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            old.load_json(&v, now);
+        }
+        let entries: Vec<(u64, u64)> = old.entries().collect();
+        let keys: Vec<MessageKeys> = entries.iter().map(|(k, _)| [Some(*k), None]).collect();
+        if let Some(store) = self.store.as_mut()
+            && store.claim(&keys, now).and_then(|_| store.commit()).is_ok()
+        {
+            self.seen.load(entries, now);
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+
+    /// How many lines were emitted.
     pub fn emitted(&self) -> u64 {
         self.emitted
     }
 
-    /// True once `--max-messages` lines were written.
+    /// True once `--max-messages` lines were emitted.
     pub fn done(&self) -> bool {
         self.max.is_some_and(|m| self.emitted >= m)
     }
 
-    /// Handles one event. `Ok` means it is dealt with (emitted, filtered or a repeat) and may
-    /// be acknowledged; `Err` means stdout is gone and nothing more can be emitted.
+    /// Handles one event. `Ok` means it is dealt with (queued, filtered or a repeat) and may be
+    /// acknowledged after the next [`Pipeline::flush`]; `Err` means stdout is gone and nothing
+    /// more can be emitted.
     pub async fn handle(&mut self, inc: Incoming<'_>) -> Result<Outcome, SinkClosed> {
         let m = match self.filter.check(inc.event) {
             Ok(m) => m,
@@ -187,9 +252,9 @@ impl Pipeline {
                 return Ok(Outcome::Filtered(why));
             }
         };
-        let keys = m.keys(inc.event_id, inc.envelope_id).into_iter().flatten();
+        let keys = m.keys(inc.event_id, inc.envelope_id);
         let now = unix_now();
-        if self.seen.contains_any(keys.clone(), now) {
+        if self.seen.contains_any(keys.into_iter().flatten(), now) {
             if self.verbose {
                 crate::log::debug(&format!(
                     "dropped a repeat of {} {} (retry {})",
@@ -202,6 +267,7 @@ impl Pipeline {
         }
 
         let text = m.text();
+        let mut known = Known::All;
         if self.enrich.enabled() {
             let (users, channels) = if self.strip {
                 strip::mentions(text)
@@ -213,7 +279,8 @@ impl Pipeline {
                 .into_iter()
                 .chain(users.iter().map(String::as_str));
             let channels = std::iter::once(m.channel()).chain(channels.iter().map(String::as_str));
-            self.enrich.warm(users, channels).await;
+            let deadline = inc.received + enrich::LOOKUP_BUDGET;
+            known = self.enrich.warm(users, channels, deadline).await;
         }
         let text = if self.strip {
             Cow::Owned(strip::strip(text, &self.enrich.names()))
@@ -230,6 +297,7 @@ impl Pipeline {
             Delivery {
                 event_id: inc.event_id,
                 team: inc.team,
+                enrichment: (known == Known::Partial).then_some("partial"),
             },
         );
         if let Err(e) = payload::write_line(&p, &mut self.line) {
@@ -241,37 +309,110 @@ impl Pipeline {
             ));
             return Ok(Outcome::Filtered(format!("unwritable: {e}")));
         }
-        self.sink.emit(&self.line).map_err(SinkClosed)?;
+        if !self.uncertain.is_empty()
+            && keys
+                .into_iter()
+                .flatten()
+                .any(|k| self.uncertain.remove(&k))
+        {
+            crate::log::warn(&format!(
+                "emitting {} {} again: the previous run was stopped while writing it, so the \
+                 reader may already have it",
+                m.channel(),
+                m.event_ts()
+            ));
+        }
+        self.batch.extend_from_slice(&self.line);
+        self.batch.push(b'\n');
+        self.batch_keys.push(keys);
         self.emitted += 1;
-        self.seen.insert(keys, now);
-        if self.last_save.elapsed() >= SAVE_EVERY {
-            self.save();
+        self.seen.insert(keys.into_iter().flatten(), now);
+        if self.batch.len() >= WRITE_AT {
+            self.write_batch()?;
         }
         Ok(Outcome::Emitted)
     }
 
-    /// Makes every line emitted so far visible to the reader. Acknowledge only after this.
-    pub fn flush(&mut self) -> Result<(), SinkClosed> {
-        self.sink.flush().map_err(SinkClosed)
+    /// Claims the queued lines in the dedupe record, then writes and flushes them to the sink.
+    fn write_batch(&mut self) -> Result<(), SinkClosed> {
+        if self.batch_keys.is_empty() {
+            return self.sink.flush().map_err(SinkClosed);
+        }
+        let mut mine = None;
+        if let Some(store) = self.store.as_mut() {
+            match store.claim(&self.batch_keys, unix_now()) {
+                Ok(m) => mine = Some(m),
+                Err(e) => {
+                    if !self.store_warned {
+                        self.store_warned = true;
+                        crate::log::warn(&format!(
+                            "cannot write the dedupe record {} ({e}); messages are still \
+                             emitted, but a restart may emit some of them again",
+                            store.describe()
+                        ));
+                    }
+                }
+            }
+        }
+        let result = match mine {
+            Some(m) if m.iter().any(|ours| !ours) => {
+                // Another sensor sharing the record emitted some of these: skip those lines.
+                let mut r = Ok(());
+                for (line, ours) in self.batch.split_inclusive(|&b| b == b'\n').zip(m) {
+                    if !ours {
+                        self.emitted = self.emitted.saturating_sub(1);
+                    } else if r.is_ok() {
+                        r = self.sink.emit_all(line);
+                    }
+                }
+                r
+            }
+            _ => self.sink.emit_all(&self.batch),
+        }
+        .and_then(|_| self.sink.flush());
+        if let Err(e) = result {
+            // Not written, not acknowledged: Slack sends these again, so they are not repeats.
+            let keys = std::mem::take(&mut self.batch_keys);
+            self.emitted = self.emitted.saturating_sub(keys.len() as u64);
+            self.seen.forget(keys.into_iter().flatten().flatten());
+            self.batch.clear();
+            return Err(SinkClosed(e));
+        }
+        self.batch.clear();
+        self.batch_keys.clear();
+        Ok(())
     }
 
-    /// Writes the state file if anything changed (called periodically and on exit). Lines
-    /// are flushed first: a key must never be saved for a line the reader has not got.
-    pub fn save(&mut self) {
-        self.last_save = Instant::now();
-        if self.flush().is_err() {
-            return;
+    /// Writes every queued line and makes the batch's dedupe record durable. Acknowledge only
+    /// after this.
+    pub fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.write_batch()?;
+        if let Some(store) = self.store.as_mut()
+            && let Err(e) = store.commit()
+            && !self.store_warned
+        {
+            self.store_warned = true;
+            crate::log::warn(&format!(
+                "cannot sync the dedupe record {} ({e}); a restart may emit some messages again",
+                store.describe()
+            ));
         }
-        let Some(file) = &self.state else {
-            return;
-        };
-        if !self.seen.is_dirty() {
-            return;
-        }
-        self.seen.expire(unix_now());
-        match dedupe::write_atomically(file, &self.seen.to_json().to_string()) {
-            Ok(()) => self.seen.mark_clean(),
-            Err(e) => crate::log::warn(&format!("cannot save {}: {e}", file.display())),
+        Ok(())
+    }
+
+    /// Periodic housekeeping between batches (the transports call it about once a second and
+    /// on exit): lets the record drop what expired.
+    pub fn tidy(&mut self) {
+        let now = unix_now();
+        self.seen.expire(now);
+        let count = self.seen.len();
+        if let Some(store) = self.store.as_mut()
+            && let Err(e) = store.tidy(&mut self.seen.entries(), count)
+        {
+            crate::log::warn(&format!(
+                "cannot compact the dedupe record {}: {e}",
+                store.describe()
+            ));
         }
     }
 }
@@ -309,6 +450,7 @@ mod tests {
             envelope_id: envelope,
             team: None,
             retry: 0,
+            received: Instant::now(),
         }
     }
 
@@ -350,6 +492,11 @@ mod tests {
             p.handle(inc(&bot, None, None)).await.unwrap(),
             Outcome::Filtered(_)
         ));
+        assert!(
+            lines.lock().unwrap().is_empty(),
+            "nothing written before a flush"
+        );
+        p.flush().unwrap();
         let lines = lines.lock().unwrap();
         assert_eq!(lines.len(), 2);
         let first: Value = serde_json::from_str(&lines[0]).unwrap();
@@ -380,12 +527,18 @@ mod tests {
             false,
         );
         let a = ev("1700000000.000100", "hi");
-        assert!(p.handle(inc(&a, Some("Ev1"), None)).await.is_err());
+        assert_eq!(
+            p.handle(inc(&a, Some("Ev1"), None)).await.unwrap(),
+            Outcome::Emitted
+        );
+        assert!(p.flush().is_err());
+        assert_eq!(p.emitted(), 0);
         assert_eq!(
             p.handle(inc(&a, Some("Ev1"), None)).await.unwrap(),
             Outcome::Emitted,
             "a message never written is not a repeat"
         );
+        assert!(p.flush().is_ok());
         assert_eq!(p.emitted(), 1);
     }
 
@@ -399,7 +552,8 @@ mod tests {
             .unwrap();
         let a = ev("1700000000.000100", "hi");
         p.handle(inc(&a, Some("Ev1"), None)).await.unwrap();
-        p.save();
+        p.flush().unwrap();
+        drop(p);
         let mut q = pipeline(lines.clone(), Filter::default(), false)
             .with_state(dir.clone())
             .unwrap();
@@ -407,6 +561,7 @@ mod tests {
             q.handle(inc(&a, Some("Ev1"), None)).await.unwrap(),
             Outcome::Duplicate
         );
+        q.flush().unwrap();
         assert_eq!(lines.lock().unwrap().len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
