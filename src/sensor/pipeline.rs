@@ -14,7 +14,7 @@ use super::enrich::{self, Enricher, Known};
 use super::event::Event;
 use super::payload::{self, Delivery, Filter};
 use super::strip;
-use crate::store::seen::{LocalSeen, MessageKeys, SeenStore};
+use crate::store::seen::{LocalSeen, MessageKeys, SeenStore, SyncJob};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -313,7 +313,7 @@ impl Pipeline {
             && keys
                 .into_iter()
                 .flatten()
-                .any(|k| self.uncertain.remove(&k))
+                .fold(false, |hit, k| self.uncertain.remove(&k) | hit)
         {
             crate::log::warn(&format!(
                 "emitting {} {} again: the previous run was stopped while writing it, so the \
@@ -386,18 +386,42 @@ impl Pipeline {
     /// Writes every queued line and makes the batch's dedupe record durable. Acknowledge only
     /// after this.
     pub fn flush(&mut self) -> Result<(), SinkClosed> {
+        if let Some(job) = self.flush_lines()? {
+            let result = job();
+            self.sync_done(result);
+        }
+        Ok(())
+    }
+
+    /// Writes every queued line and seals the batch in the dedupe record; returns the work
+    /// that makes it durable (none without a record). The batch's acknowledgements wait for
+    /// that work, which the caller may run off the event loop (Socket Mode does, so that one
+    /// batch syncs while the next is handled).
+    pub fn flush_lines(&mut self) -> Result<Option<SyncJob>, SinkClosed> {
         self.write_batch()?;
-        if let Some(store) = self.store.as_mut()
-            && let Err(e) = store.commit()
+        let Some(store) = self.store.as_mut() else {
+            return Ok(None);
+        };
+        match store.seal() {
+            Ok(job) => Ok(Some(job)),
+            Err(e) => {
+                self.sync_done(Err(e));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reports a failed sync once (the sensor goes on: memory still drops repeats).
+    pub fn sync_done(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result
             && !self.store_warned
         {
             self.store_warned = true;
+            let name = self.store.as_ref().map(|s| s.describe()).unwrap_or_default();
             crate::log::warn(&format!(
-                "cannot sync the dedupe record {} ({e}); a restart may emit some messages again",
-                store.describe()
+                "cannot sync the dedupe record {name} ({e}); a restart may emit some messages again"
             ));
         }
-        Ok(())
     }
 
     /// Periodic housekeeping between batches (the transports call it about once a second and
@@ -563,6 +587,74 @@ mod tests {
         );
         q.flush().unwrap();
         assert_eq!(lines.lock().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_batch_killed_before_its_commit_is_emitted_again_not_lost() {
+        let dir = std::env::temp_dir().join(format!("slackctl-pipe-kill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut p = pipeline(lines.clone(), Filter::default(), false)
+            .with_state(dir.clone())
+            .unwrap();
+        let (a, b) = (ev("1700000000.000100", "a"), ev("1700000000.000200", "b"));
+        p.handle(inc(&a, Some("Ev1"), None)).await.unwrap();
+        p.flush().unwrap(); // committed: acknowledged
+        p.handle(inc(&b, Some("Ev2"), None)).await.unwrap();
+        p.write_batch().unwrap(); // claimed and written, then "killed" before the commit
+        drop(p);
+        assert_eq!(lines.lock().unwrap().len(), 2);
+        let mut q = pipeline(lines.clone(), Filter::default(), false)
+            .with_state(dir.clone())
+            .unwrap();
+        assert!(!q.uncertain.is_empty());
+        assert_eq!(
+            q.handle(inc(&a, Some("Ev1"), None)).await.unwrap(),
+            Outcome::Duplicate
+        );
+        assert_eq!(
+            q.handle(inc(&b, Some("Ev2"), None)).await.unwrap(),
+            Outcome::Emitted,
+            "uncertain: emitted again rather than risk losing it"
+        );
+        assert!(q.uncertain.is_empty());
+        q.flush().unwrap();
+        assert_eq!(lines.lock().unwrap().len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_json_state_of_earlier_versions_is_carried_over() {
+        let dir = std::env::temp_dir().join(format!("slackctl-pipe-json-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dedupe::message_key("C1", "1700000000.000100");
+        let legacy = dedupe::legacy_state_file(&dir);
+        std::fs::write(
+            &legacy,
+            json!({"version": 2, "keys": [[key, unix_now()]]}).to_string(),
+        )
+        .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut p = pipeline(lines.clone(), Filter::default(), false)
+            .with_state(dir.clone())
+            .unwrap();
+        assert!(!legacy.exists(), "read once, then removed");
+        let a = ev("1700000000.000100", "a");
+        assert_eq!(
+            p.handle(inc(&a, None, None)).await.unwrap(),
+            Outcome::Duplicate
+        );
+        drop(p);
+        let mut q = pipeline(lines, Filter::default(), false)
+            .with_state(dir.clone())
+            .unwrap();
+        assert_eq!(
+            q.handle(inc(&a, None, None)).await.unwrap(),
+            Outcome::Duplicate,
+            "now in the new record"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,6 +14,7 @@
 
 use super::event::{self, Event, EventEnvelope, Frame};
 use super::pipeline::{Incoming, Pipeline};
+use crate::store::seen::SyncJob;
 use super::{Ending, Stop};
 use crate::error::{Error, Result};
 use crate::redact::Secret;
@@ -228,6 +229,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
     let permits = Arc::new(tokio::sync::Semaphore::new(FRAMES_IN_FLIGHT));
     let mut pending: Vec<(u64, String)> = Vec::new();
+    let mut syncs = Syncs::default();
     let mut conns: HashMap<u64, Conn> = HashMap::new();
     let mut next_id = 0u64;
     let mut failures = 0u32;
@@ -248,7 +250,7 @@ pub async fn run(
         // Lines go out (flushed) before their acknowledgements, once per batch of frames.
         if unflushed && rx.is_empty() {
             unflushed = false;
-            if !flush_acks(pipeline, &conns, &mut pending) {
+            if !flush_acks(pipeline, &conns, &mut pending, &mut syncs) {
                 break Ending::StdoutClosed;
             }
         }
@@ -276,9 +278,16 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let synced = async {
+            match syncs.running.as_mut() {
+                Some((job, _)) => job.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = stop.changed() => break Ending::Stopped,
+            result = synced => syncs.finished(result, pipeline, &conns),
             report = rx.recv() => {
                 let Some(report) = report else { break Ending::Stopped };
                 match report {
@@ -320,7 +329,7 @@ pub async fn run(
                             && !matches!(result, FrameResult::SinkClosed)
                         {
                             oldest = None;
-                            if !flush_acks(pipeline, &conns, &mut pending) {
+                            if !flush_acks(pipeline, &conns, &mut pending, &mut syncs) {
                                 break Ending::StdoutClosed;
                             }
                         }
@@ -422,7 +431,12 @@ pub async fn run(
         }
     }
     if ending != Ending::StdoutClosed {
-        flush_acks(pipeline, &conns, &mut pending);
+        flush_acks(pipeline, &conns, &mut pending, &mut syncs);
+    }
+    // Acknowledgements still waiting for the record's sync go out once it is done.
+    while let Some((job, _)) = syncs.running.as_mut() {
+        let result = job.await;
+        syncs.finished(result, pipeline, &conns);
     }
     pipeline.tidy();
     close_all(&mut conns).await;
@@ -439,27 +453,84 @@ const ACK_BATCH: usize = 512;
 /// about this plus the budget (2 s), inside Slack's 3.
 const ACK_WITHIN: Duration = Duration::from_millis(500);
 
-/// Flushes the emitted lines, then sends the acknowledgements waiting for them. Returns false
-/// when stdout is closed: then nothing is acknowledged, and Slack redelivers to the next run.
-fn flush_acks(
-    pipeline: &mut Pipeline,
-    conns: &HashMap<u64, Conn>,
-    pending: &mut Vec<(u64, String)>,
-) -> bool {
-    if let Err(e) = pipeline.flush() {
-        crate::log::warn(&format!(
-            "stdout is closed ({}); stopping without acknowledging",
-            e.0
-        ));
-        pending.clear();
-        return false;
+/// Acknowledgements whose lines are out, waiting for the dedupe record's sync: the sync runs
+/// on the blocking pool while the manager handles the next batch, and one sync covers every
+/// batch sealed before it started.
+#[derive(Default)]
+struct Syncs {
+    /// Sealed since the running sync started: they need the next one.
+    sealed: Vec<(u64, String)>,
+    next: Option<SyncJob>,
+    running: Option<(
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        Vec<(u64, String)>,
+    )>,
+}
+
+impl Syncs {
+    fn start(&mut self) {
+        if self.running.is_none()
+            && let Some(job) = self.next.take()
+        {
+            let acks = std::mem::take(&mut self.sealed);
+            self.running = Some((tokio::task::spawn_blocking(job), acks));
+        }
     }
-    for (id, ack) in pending.drain(..) {
+
+    /// The running sync ended: its acknowledgements go out, and the next sync starts.
+    fn finished(
+        &mut self,
+        result: std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
+        pipeline: &mut Pipeline,
+        conns: &HashMap<u64, Conn>,
+    ) {
+        let Some((_, acks)) = self.running.take() else {
+            return;
+        };
+        pipeline.sync_done(result.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))));
+        send_acks(conns, acks);
+        self.start();
+    }
+}
+
+fn send_acks(conns: &HashMap<u64, Conn>, acks: impl IntoIterator<Item = (u64, String)>) {
+    for (id, ack) in acks {
         if let Some(c) = conns.get(&id) {
             let _ = c.cmd.send(Command::Send(ack));
         }
     }
-    true
+}
+
+/// Flushes the emitted lines and seals them in the dedupe record, then sends the
+/// acknowledgements waiting for them (once the record is synced, when there is one). Returns
+/// false when stdout is closed: then nothing is acknowledged, and Slack redelivers to the next
+/// run.
+fn flush_acks(
+    pipeline: &mut Pipeline,
+    conns: &HashMap<u64, Conn>,
+    pending: &mut Vec<(u64, String)>,
+    syncs: &mut Syncs,
+) -> bool {
+    match pipeline.flush_lines() {
+        Err(e) => {
+            crate::log::warn(&format!(
+                "stdout is closed ({}); stopping without acknowledging",
+                e.0
+            ));
+            pending.clear();
+            false
+        }
+        Ok(None) => {
+            send_acks(conns, pending.drain(..));
+            true
+        }
+        Ok(Some(job)) => {
+            syncs.sealed.append(pending);
+            syncs.next = Some(job);
+            syncs.start();
+            true
+        }
+    }
 }
 
 enum FrameResult {

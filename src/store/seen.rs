@@ -34,6 +34,9 @@ use std::path::{Path, PathBuf};
 /// The keys of one message (see `sensor::payload::Message::keys`); `None` entries are absent.
 pub type MessageKeys = [Option<u64>; 2];
 
+/// Blocking work that makes sealed claims durable (see [`SeenStore::seal`]).
+pub type SyncJob = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
 /// What a store remembered at start-up.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -54,8 +57,14 @@ pub trait SeenStore: Send {
     /// Returns, per message, whether it is this process's to emit (`false`: another sensor
     /// sharing the record claimed it first).
     fn claim(&mut self, messages: &[MessageKeys], now: u64) -> std::io::Result<Vec<bool>>;
-    /// Makes every claim so far durable. Acknowledgements wait for this.
-    fn commit(&mut self) -> std::io::Result<()>;
+    /// Ends the batch of claims and returns the blocking work that makes every claim so far
+    /// durable (for the file: one `fdatasync`), so that the caller can run it off its event
+    /// loop while it handles the next batch. A batch's acknowledgements wait for that work.
+    fn seal(&mut self) -> std::io::Result<SyncJob>;
+    /// Makes every claim so far durable, here and now.
+    fn commit(&mut self) -> std::io::Result<()> {
+        (self.seal()?)()
+    }
     /// Housekeeping between batches, given every key the caller still remembers (`count` of
     /// them). Backends whose keys expire by themselves do nothing.
     fn tidy(
@@ -255,19 +264,20 @@ impl SeenStore for LocalSeen {
         Ok(vec![true; messages.len()])
     }
 
-    fn commit(&mut self) -> std::io::Result<()> {
+    fn seal(&mut self) -> std::io::Result<SyncJob> {
         if self.claimed == 0 {
-            return Ok(());
+            return Ok(Box::new(|| Ok(())));
         }
         let mut rec = [0u8; RECORD];
         rec[..8].copy_from_slice(&COMMIT.to_le_bytes());
         rec[8..].copy_from_slice(&self.claimed.to_le_bytes());
         let f = self.file()?;
         f.write_all(&rec)?;
-        f.sync_data()?;
+        // A second handle on the same open file: syncing it syncs what was written above.
+        let handle = f.try_clone()?;
         self.records += 1;
         self.claimed = 0;
-        Ok(())
+        Ok(Box::new(move || handle.sync_data()))
     }
 
     fn tidy(
