@@ -39,15 +39,25 @@ pub trait Sink: Send {
     }
 }
 
-/// The process's stdout: one line per trigger, buffered until the batch is flushed.
+/// The process's stdout: one line per trigger. Batches are written straight through, in
+/// pieces of whole lines of at most [`ATOMIC_WRITE`] bytes: a pipe takes such a write whole or
+/// not at all, so a sensor killed mid-batch never leaves half a line for its reader (a single
+/// line longer than that is written alone and could still be cut).
 pub struct StdoutSink {
-    out: std::io::BufWriter<std::io::Stdout>,
+    out: std::io::Stdout,
+    /// `emit` collects lines here until `flush`.
+    buf: Vec<u8>,
 }
+
+/// POSIX guarantees atomic pipe writes up to `PIPE_BUF`, which is 4096 bytes on Linux (and at
+/// least 512 anywhere); larger pieces would save system calls but could be split.
+pub const ATOMIC_WRITE: usize = 4096;
 
 impl StdoutSink {
     pub fn new() -> StdoutSink {
         StdoutSink {
-            out: std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+            out: std::io::stdout(),
+            buf: Vec::new(),
         }
     }
 }
@@ -58,16 +68,47 @@ impl Default for StdoutSink {
     }
 }
 
+/// Where to cut `rest` for the next write: after the last newline within `ATOMIC_WRITE`
+/// bytes, else after the first newline (one long line), else at the end.
+pub fn next_piece(rest: &[u8]) -> usize {
+    if rest.len() <= ATOMIC_WRITE {
+        return rest.len();
+    }
+    match rest[..ATOMIC_WRITE].iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1),
+    }
+}
+
 impl Sink for StdoutSink {
     fn emit(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(line)?;
-        self.out.write_all(b"\n")
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+        Ok(())
     }
     fn emit_all(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(lines)
+        self.flush()?;
+        let mut out = self.out.lock();
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let cut = next_piece(rest);
+            out.write_all(&rest[..cut])?;
+            rest = &rest[cut..];
+        }
+        out.flush()
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.emit_all(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
     }
 }
 
@@ -417,7 +458,11 @@ impl Pipeline {
             && !self.store_warned
         {
             self.store_warned = true;
-            let name = self.store.as_ref().map(|s| s.describe()).unwrap_or_default();
+            let name = self
+                .store
+                .as_ref()
+                .map(|s| s.describe())
+                .unwrap_or_default();
             crate::log::warn(&format!(
                 "cannot sync the dedupe record {name} ({e}); a restart may emit some messages again"
             ));
@@ -656,5 +701,34 @@ mod tests {
             "now in the new record"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stdout_pieces_are_whole_lines_within_an_atomic_write() {
+        let line = |n: usize| {
+            let mut l = vec![b'x'; n - 1];
+            l.push(b'\n');
+            l
+        };
+        let mut batch = Vec::new();
+        for _ in 0..20 {
+            batch.extend(line(700));
+        }
+        batch.extend(line(9000));
+        batch.extend(line(10));
+        let mut rest = &batch[..];
+        let mut pieces = Vec::new();
+        while !rest.is_empty() {
+            let cut = next_piece(rest);
+            pieces.push(cut);
+            rest = &rest[cut..];
+        }
+        assert_eq!(
+            pieces[0],
+            5 * 700,
+            "as many whole lines as fit in 4096 bytes"
+        );
+        assert!(pieces.contains(&9000), "a long line goes alone, whole");
+        assert_eq!(pieces.iter().sum::<usize>(), batch.len());
     }
 }

@@ -14,10 +14,10 @@
 
 use super::event::{self, Event, EventEnvelope, Frame};
 use super::pipeline::{Incoming, Pipeline};
-use crate::store::seen::SyncJob;
 use super::{Ending, Stop};
 use crate::error::{Error, Result};
 use crate::redact::Secret;
+use crate::store::seen::SyncJob;
 use crate::transport::{Body, Client, Request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -461,11 +461,14 @@ struct Syncs {
     /// Sealed since the running sync started: they need the next one.
     sealed: Vec<(u64, String)>,
     next: Option<SyncJob>,
-    running: Option<(
-        tokio::task::JoinHandle<std::io::Result<()>>,
-        Vec<(u64, String)>,
-    )>,
+    running: Option<RunningSync>,
 }
+
+/// A sync on the blocking pool, and the acknowledgements waiting for it.
+type RunningSync = (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    Vec<(u64, String)>,
+);
 
 impl Syncs {
     fn start(&mut self) {

@@ -25,6 +25,17 @@ struct Sensor {
 impl Sensor {
     /// Socket Mode (app token) plus the bot token for lookups, unless `env` says otherwise.
     fn start(emu: &Emu, args: &[&str], env: &[(&str, &str)]) -> Sensor {
+        Self::start_bounded(emu, args, env, None)
+    }
+
+    /// As [`Sensor::start`]; with `bound`, at most that many lines wait unread, so a reader
+    /// that stops taking lines holds the sensor up (its stdout pipe fills).
+    fn start_bounded(
+        emu: &Emu,
+        args: &[&str],
+        env: &[(&str, &str)],
+        bound: Option<usize>,
+    ) -> Sensor {
         let mut c = emu.cmd();
         c.env("SLACK_APP_TOKEN", emu.token("app"));
         for (k, v) in env {
@@ -37,12 +48,22 @@ impl Sensor {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start sensor");
-        let (tx, lines) = mpsc::channel();
+        type Send = Box<dyn Fn(String) -> bool + std::marker::Send>;
+        let (send, lines): (Send, mpsc::Receiver<String>) = match bound {
+            Some(b) => {
+                let (tx, rx) = mpsc::sync_channel(b);
+                (Box::new(move |l| tx.send(l).is_ok()), rx)
+            }
+            None => {
+                let (tx, rx) = mpsc::channel();
+                (Box::new(move |l| tx.send(l).is_ok()), rx)
+            }
+        };
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if !send(line) {
                     break;
                 }
             }
@@ -1101,9 +1122,28 @@ fn collect_until(s: &Sensor, seen: &mut Vec<String>, want: usize, within: Durati
     }
 }
 
-#[test]
-fn kill_9_mid_flood_then_restart_emits_every_message_exactly_once() {
-    const N: usize = 6000;
+/// Keys claimed in the sensor's dedupe record after its last commit: the batch it was writing.
+/// Reads the file format of `store::seen` (16-byte header, 16-byte records, commit marker
+/// `u64::MAX`).
+fn uncommitted_claims(dir: &std::path::Path) -> usize {
+    let b = std::fs::read(dir.join("sensor-seen.log")).unwrap_or_default();
+    b.get(16..)
+        .unwrap_or_default()
+        .chunks_exact(16)
+        .rev()
+        .take_while(|r| r[..8] != [0xff; 8])
+        .count()
+}
+
+/// Floods a `--state` sensor with `n` envelopes, kills it with SIGKILL when `kill_when` says
+/// so, restarts it on the same state and checks that every message came out, and that the only
+/// repeats are the ones the restarted sensor announced. Returns (lines in the first run,
+/// repeats, announced).
+fn kill_mid_flood(
+    n: usize,
+    reader_bound: usize,
+    kill_when: impl FnOnce(&Sensor, &std::path::Path) -> Vec<String>,
+) -> (usize, usize, usize) {
     let emu = Emu::start();
     // No timeout redeliveries to muddy the count: only the kill makes Slack send again.
     socket_action(
@@ -1113,15 +1153,11 @@ fn kill_9_mid_flood_then_restart_emits_every_message_exactly_once() {
     );
     let dir = tempdir("sensor-kill");
     let state = dir.to_str().unwrap();
-    let mut s = Sensor::start(&emu, &["--state", state], &[]);
+    let mut s = Sensor::start_bounded(&emu, &["--state", state], &[], Some(reader_bound));
     wait_fresh_conn(&emu, "socket_mode", &[]);
-    let flood = socket_action(&emu, "flood", json!({"count": N}));
-    assert_eq!(flood["affected"], N as u64);
-    let mut seen: Vec<String> = s
-        .take(1500)
-        .iter()
-        .map(|l| l["payload"]["timestamp_raw"].as_str().unwrap().to_string())
-        .collect();
+    let flood = socket_action(&emu, "flood", json!({"count": n}));
+    assert_eq!(flood["affected"], n as u64);
+    let mut seen = kill_when(&s, &dir);
     kill9(&mut s);
     // What the killed run had already written is still in the pipe.
     seen.extend(
@@ -1130,16 +1166,16 @@ fn kill_9_mid_flood_then_restart_emits_every_message_exactly_once() {
             .map(|l| l["payload"]["timestamp_raw"].as_str().unwrap().to_string()),
     );
     let first_run = seen.len();
-    assert!(first_run < N, "the kill came after the flood: {first_run}");
+    assert!(first_run < n, "the kill came after the flood: {first_run}");
     let s = Sensor::start(&emu, &["--state", state], &[]);
-    collect_until(&s, &mut seen, N, Duration::from_secs(60));
+    collect_until(&s, &mut seen, n, Duration::from_secs(60));
     wait_all_acked(&emu, Duration::from_secs(20));
     s.assert_no_more(Duration::from_millis(500));
     let mut count: std::collections::HashMap<&str, usize> = Default::default();
     for ts in &seen {
         *count.entry(ts).or_default() += 1;
     }
-    assert_eq!(count.len(), N, "every message came out");
+    assert_eq!(count.len(), n, "every message came out");
     let allowed = announced_repeats(&s.stderr());
     let repeated: Vec<&&str> = count
         .iter()
@@ -1149,13 +1185,61 @@ fn kill_9_mid_flood_then_restart_emits_every_message_exactly_once() {
     for ts in &repeated {
         assert!(
             allowed.contains(**ts),
-            "{ts} came out twice without warning ({} lines in run 1, {} in total)\nstderr:\n{}",
-            first_run,
+            "{ts} came out twice without warning ({first_run} lines in run 1, {} in total)\nstderr:\n{}",
             seen.len(),
             s.stderr()
         );
     }
     assert!(count.values().all(|&n| n <= 2));
+    (first_run, repeated.len(), allowed.len())
+}
+
+fn ts_of(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["payload"]["timestamp_raw"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_flood_then_restart_emits_every_message_exactly_once() {
+    // The reader takes 1,500 lines and the kill follows at once: the sensor cannot run ahead
+    // of it by more than a pipe's worth, so the kill lands mid-flood, wherever the sensor is.
+    let (first, repeated, announced) = kill_mid_flood(6000, 16, |s, _| ts_of(&s.take(1500)));
+    assert!(repeated <= announced, "{first} {repeated} {announced}");
+}
+
+#[test]
+fn kill_9_mid_write_repeats_only_the_announced_batch() {
+    // The reader takes nothing: the sensor fills its stdout pipe and blocks in the middle of
+    // writing a batch it has claimed but not committed. Killed there, its lines may or may not
+    // have been read, and the restarted sensor must say so and emit them again, not drop them.
+    let (first, repeated, announced) = kill_mid_flood(3000, 1, |_, dir| {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (0, 0);
+        loop {
+            let now = (
+                uncommitted_claims(dir),
+                std::fs::metadata(dir.join("sensor-seen.log")).map_or(0, |m| m.len()),
+            );
+            // A claimed batch that stays uncommitted while nothing is read: stuck mid-write.
+            if now.0 > 0 && now == last {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sensor never blocked: {now:?}"
+            );
+            last = now;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Vec::new()
+    });
+    assert!(
+        announced > 0,
+        "no repeat announced ({first} lines in run 1)"
+    );
+    assert!(repeated <= announced);
 }
 
 #[test]
