@@ -133,7 +133,15 @@ impl LocalSeen {
             opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
+            // A leftover of a run that died mid-rewrite (same pid, reused) is removed, never
+            // opened: removing a symlink removes the link, not what it points to.
+            let mut f = match opts.open(&tmp) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::remove_file(&tmp)?;
+                    opts.open(&tmp)?
+                }
+                other => other?,
+            };
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
             out.write_all(MAGIC)?;
             out.write_all(&[0u8; 8])?;

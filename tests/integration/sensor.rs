@@ -1440,3 +1440,28 @@ fn rtm_gap_that_cannot_be_fetched_is_reported_with_its_length() {
     assert_same_set(&unique_ts(&s.take(1)), &after);
     s.assert_no_more(Duration::from_millis(300));
 }
+
+#[test]
+fn a_garbage_state_file_is_replaced_with_a_warning() {
+    let emu = Emu::start();
+    let dir = tempdir("sensor-garbage");
+    let file = dir.join("sensor-seen.log");
+    std::fs::write(&file, b"\x00\x01 this is not a dedupe record \xff").unwrap();
+    let state = dir.to_str().unwrap();
+    let s = Sensor::start(&emu, &["--state", state], &[]);
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let want = posted_ts(&post(
+        &emu,
+        json!({"channel": "general", "text": "still works"}),
+    ));
+    assert_same_set(&unique_ts(&s.take(1)), &want);
+    let err = s.stderr_with("ignoring");
+    assert!(err.contains("not a slackctl dedupe record"), "{err}");
+    assert_eq!(&std::fs::read(&file).unwrap()[..8], b"slkseen1");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
