@@ -14,7 +14,7 @@ use super::enrich::{self, Enricher, Known};
 use super::event::Event;
 use super::payload::{self, Delivery, Filter};
 use super::strip;
-use crate::store::seen::{LocalSeen, MessageKeys, SeenStore, SyncJob};
+use crate::store::seen::{self, MessageKeys, SeenStore, SyncJob};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -207,13 +207,14 @@ impl Pipeline {
 
     /// Keeps the dedupe record in `dir` (the local-file backend); loads what is there.
     pub fn with_state(self, dir: PathBuf) -> crate::error::Result<Pipeline> {
-        let store = LocalSeen::open(&dir, dedupe::DEFAULT_TTL_SECS).map_err(|e| {
+        let backend = crate::store::Backend::Local { dir: dir.clone() };
+        let store = seen::open(&backend, dedupe::DEFAULT_TTL_SECS).map_err(|e| {
             crate::error::Error::config(format!(
                 "cannot use the state directory {}: {e}",
                 dir.display()
             ))
         })?;
-        let mut p = self.with_store(Box::new(store))?;
+        let mut p = self.with_store(store)?;
         p.migrate_legacy(&dir);
         Ok(p)
     }

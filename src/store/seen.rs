@@ -74,6 +74,13 @@ pub trait SeenStore: Send {
     ) -> std::io::Result<()>;
 }
 
+/// The dedupe record of the chosen backend, keeping keys `ttl_secs`.
+pub fn open(backend: &super::Backend, ttl_secs: u64) -> std::io::Result<Box<dyn SeenStore>> {
+    match backend {
+        super::Backend::Local { dir } => Ok(Box::new(LocalSeen::open(dir, ttl_secs)?)),
+    }
+}
+
 const MAGIC: &[u8; 8] = b"slkseen1";
 const RECORD: usize = 16;
 const COMMIT: u64 = u64::MAX;
