@@ -473,6 +473,11 @@ impl Pipeline {
     /// Periodic housekeeping between batches (the transports call it about once a second and
     /// on exit): lets the record drop what expired.
     pub fn tidy(&mut self) {
+        // Memory already holds the keys of queued lines; a rewrite now would record them as
+        // committed before their lines were written. Wait for the batch to go out.
+        if !self.batch_keys.is_empty() {
+            return;
+        }
         let now = unix_now();
         self.seen.expire(now);
         let count = self.seen.len();
