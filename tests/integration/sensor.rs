@@ -1465,3 +1465,47 @@ fn a_garbage_state_file_is_replaced_with_a_warning() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn events_api_answers_within_3_seconds_when_lookups_are_slow() {
+    let emu = Emu::start();
+    emu.fault(json!({"path": "/api/users.info", "delay_ms": 2000, "times": 1000}));
+    let secret = "emulator-signing-secret-2";
+    let (s, url) = events_sensor(&emu, secret);
+    let sub = http(
+        "POST",
+        &emu.base_url(),
+        "/_emulator/events/subscribe",
+        Some(&json!({"url": format!("{url}/slack/events"), "signing_secret": secret, "retry_delay_ms": 100}).to_string()),
+    );
+    assert!(sub.contains("\"verified\":true"), "{sub}");
+    let mut want = Vec::new();
+    for i in 1..=20 {
+        let user = format!("U{i:07}");
+        want.extend(posted_ts(&post(
+            &emu,
+            json!({"channel": "general", "user": user, "text": format!("from {user}")}),
+        )));
+    }
+    let got = s.take(20);
+    assert_same_set(&unique_ts(&got), &want);
+    assert!(got.iter().all(|l| l["payload"]["enrichment"] == "partial"));
+    // Every delivery was answered 200 on its first attempt (the emulator gives up on an
+    // attempt after 3 s, as Slack does, and would retry).
+    let deadline = Instant::now() + WAIT;
+    let deliveries = loop {
+        let ev: Value =
+            serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/events", None)).unwrap();
+        let d = ev["deliveries"].as_array().unwrap().clone();
+        if d.len() >= 20 || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(deliveries.len(), 20, "{deliveries:#?}");
+    for d in &deliveries {
+        assert_eq!(d["status"], 200, "{d}");
+        assert_eq!(d["retry_num"], 0, "{d}");
+    }
+    s.assert_no_more(Duration::from_millis(300));
+}
