@@ -91,6 +91,8 @@ const COMPACT_SLACK: u64 = 100_000;
 pub struct LocalSeen {
     path: PathBuf,
     ttl: u64,
+    /// Held (locked) while this process uses the directory.
+    _lock: File,
     file: Option<File>,
     /// Records in the file (for the compaction decision).
     records: u64,
@@ -109,14 +111,40 @@ impl LocalSeen {
             std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
             b.create(dir)?;
         }
+        let lock = Self::lock(dir)?;
         Ok(LocalSeen {
             path: Self::file_in(dir),
             ttl: ttl_secs,
+            _lock: lock,
             file: None,
             records: 0,
             claimed: 0,
             buf: Vec::with_capacity(64 * 1024),
         })
+    }
+
+    /// Takes the directory for this process: a second sensor rewriting the same record would
+    /// leave the first appending to a file no longer there.
+    fn lock(dir: &Path) -> std::io::Result<File> {
+        let path = dir.join("sensor-seen.lock");
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file (a symlink?)",
+                path.display()
+            )));
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let f = opts.open(&path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::other(
+                "another slackctl sensor is using this state directory; give each sensor its own",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 
     /// The file's path in a state directory.
@@ -401,6 +429,22 @@ mod tests {
         assert!(before > COMPACT_SLACK);
         s.tidy(&mut std::iter::empty(), 10).unwrap();
         assert_eq!(s.records, 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn one_process_per_directory() {
+        let d = dir("lock");
+        let first = LocalSeen::open(&d, 600).unwrap();
+        let e = LocalSeen::open(&d, 600)
+            .err()
+            .expect("a second user is refused");
+        assert!(e.to_string().contains("another slackctl sensor"), "{e}");
+        drop(first);
+        assert!(
+            LocalSeen::open(&d, 600).is_ok(),
+            "free again once the first is gone"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

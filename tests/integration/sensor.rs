@@ -1509,3 +1509,23 @@ fn events_api_answers_within_3_seconds_when_lookups_are_slow() {
     }
     s.assert_no_more(Duration::from_millis(300));
 }
+
+#[test]
+fn two_sensors_cannot_share_a_state_directory() {
+    let emu = Emu::start();
+    let dir = tempdir("sensor-shared");
+    let state = dir.to_str().unwrap();
+    let first = Sensor::start(&emu, &["--state", state], &[]);
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let mut second = Sensor::start(&emu, &["--state", state], &[]);
+    assert_eq!(second.wait(), 2, "{}", second.stderr());
+    let err = second.stderr();
+    assert!(err.contains("another slackctl sensor"), "{err}");
+    assert!(err.contains(state), "names the directory: {err}");
+    // The first one is unharmed.
+    let want = posted_ts(&post(
+        &emu,
+        json!({"channel": "general", "text": "still mine"}),
+    ));
+    assert_same_set(&unique_ts(&first.take(1)), &want);
+}
