@@ -5,26 +5,29 @@
 //! Every batch of trigger lines follows one write-ahead protocol:
 //! 1. [`SeenStore::claim`] the batch's keys, before any of its lines reaches stdout;
 //! 2. write and flush the lines;
-//! 3. [`SeenStore::commit`]: the claims become durable and final;
-//! 4. only then acknowledge the batch's envelopes.
+//! 3. [`SeenStore::seal`]: the claims become final, and the returned job (run wherever the
+//!    caller likes, e.g. beside the next batch) makes them durable; [`SeenStore::commit`] does
+//!    both at once;
+//! 4. only after that job: acknowledge the batch's envelopes.
 //!
-//! A claim that was never committed (a kill between 1 and 3) is reported by
+//! A claim that was never sealed (a kill between 1 and 3) is reported by
 //! [`SeenStore::load`] as *uncertain*: those lines may or may not have reached the reader, and
 //! the restarted sensor says so instead of pretending to know. Everything acknowledged is
 //! committed, so a redelivery of it (Slack had not registered the ack) is dropped.
 //!
 //! The shape fits a shared backend: `claim` is `SET key NX EX ttl` per key (answering which
-//! messages somebody else already claimed), `commit` a no-op or a second write, `load` nothing
-//! (the server holds the keys) and `tidy` nothing (keys expire by themselves).
+//! messages somebody else already claimed), `seal` a no-op job (or a second write), `load`
+//! nothing (the server holds the keys) and `tidy` nothing (keys expire by themselves).
 //!
 //! # The local file
 //!
 //! `DIR/sensor-seen.log`, mode 0600: a 16-byte header (`slkseen1` and 8 zero bytes), then
 //! 16-byte records, each a key hash and the Unix second it was stored (little-endian). A
 //! record whose key is `u64::MAX` is a commit marker (its second field counts the keys since
-//! the previous one). Claims are one `write` per batch, commits one `fdatasync` per batch.
+//! the previous one). Claims are one `write` per batch, seals one `write` and one `fdatasync`.
 //! When the file holds far more records than live keys it is rewritten: a new file created
 //! beside it (never through an existing name or a symlink), synced, renamed over the old one.
+//! `sensor-seen.lock` beside it is held locked by the one process using the directory.
 
 use std::collections::HashSet;
 use std::fs::File;
