@@ -58,9 +58,15 @@
 //! * `GET /_emulator/sockets`: connections, unacked/queued envelopes, delivery counters, config.
 //! * `POST /_emulator/sockets/<action>`: `disconnect` (`{"reason": "warning" |
 //!   "refresh_requested" | "too_many_websockets" | "link_disabled", "target": "newest" | "all" |
-//!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging),
+//!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging;
+//!   both take `"kind": "rtm" | "socket_mode"` besides `target`),
 //!   `redeliver` (`{"count": n, "same_envelope": false}`), `config` (`{"ack_timeout_ms",
 //!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms"}`).
+//!   Slow acks: `ack_delay_ms` makes acks count only that much later, so envelopes are
+//!   redelivered after `ack_timeout_ms` although the client acknowledged them (and again to
+//!   a new connection when the old one closes). Slow lookups: a fault with only `delay_ms`
+//!   and `times` on `/api/users.info`. An RTM gap: a `delay_ms` fault on `/api/rtm.connect`,
+//!   then `drop` with `"kind": "rtm"`; messages posted meanwhile reach no RTM socket.
 //! * `POST|DELETE /_emulator/events/subscribe`, `POST /_emulator/events/redeliver`,
 //!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
 //!

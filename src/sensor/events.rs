@@ -88,7 +88,7 @@ pub async fn run(
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                rx.pipeline.lock().await.save();
+                rx.pipeline.lock().await.tidy();
             }
         })
     };
@@ -121,7 +121,7 @@ pub async fn run(
         }
     }
     saver.abort();
-    rx.pipeline.lock().await.save();
+    rx.pipeline.lock().await.tidy();
     outcome
 }
 
@@ -294,6 +294,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 async fn receive(rx: Arc<Receiver>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let received = std::time::Instant::now();
     if method == Method::GET || method == Method::HEAD {
         return text(StatusCode::OK, "slackctl sensor: POST Slack events here\n");
     }
@@ -342,6 +343,7 @@ async fn receive(rx: Arc<Receiver>, method: Method, headers: HeaderMap, body: By
                 envelope_id: None,
                 team: v.team_id.get(),
                 retry,
+                received,
             };
             let mut p = rx.pipeline.lock().await;
             if p.done() {

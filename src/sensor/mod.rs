@@ -155,7 +155,7 @@ pub async fn run(
         Some(token) => {
             let c = Client::new(ClientOptions {
                 api_url: settings.api_url.clone(),
-                timeout: settings.timeout.min(enrich::LOOKUP_BUDGET),
+                timeout: settings.timeout.min(enrich::LOOKUP_TIMEOUT),
                 retries: 1,
                 max_retry_after: Duration::from_secs(1),
                 verbose: opts.verbose,

@@ -193,6 +193,8 @@ pub struct Delivery<'a> {
     pub event_id: Option<&'a str>,
     /// The workspace (`team_id` of the Events API wrapper).
     pub team: Option<&'a str>,
+    /// `Some("partial")` when some user or channel details could not be looked up in time.
+    pub enrichment: Option<&'static str>,
 }
 
 /// Whole seconds of a ts, read from its digits (never through a float).
@@ -426,6 +428,9 @@ pub struct Payload<'x> {
     pub previous_text: Option<&'x str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_ts: Option<&'x str>,
+    /// `"partial"`: a name lookup was slow or failed, so some names are missing (ids are there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<&'static str>,
 }
 
 /// The trigger payload. `text` is the message text, already stripped when asked for.
@@ -455,6 +460,7 @@ pub fn payload<'x>(
         bot_id: msg.bot_id.get(),
         previous_text: m.previous_text.as_deref(),
         event_ts: edited_or_deleted.then(|| m.event_ts()),
+        enrichment: d.enrichment,
     }
 }
 
@@ -541,6 +547,7 @@ mod tests {
         let d = Delivery {
             event_id: Some("Ev1"),
             team: Some("T9"),
+            enrichment: None,
         };
         let p = payload(&m, Some(&user), Some(&chan), "hi", d);
         let line = trigger_line(&p);
