@@ -402,8 +402,13 @@ fn send_once_at_concurrency_8_survives_kill_9_with_only_the_in_flight_uncertain(
     let dir = tempdir("bulk");
     let state = dir.join("state.jsonl").to_string_lossy().into_owned();
     let recs = numbered(&dir, 40);
-    // Every post takes 200 ms, so eight are in flight whenever the kill lands.
-    emu.fault(serde_json::json!({"path": "/api/chat.postMessage", "delay_ms": 200, "times": 1000}));
+    // The first twelve posts take 200 ms; from the thirteenth on each hangs for 3 s, so once
+    // the emulator has taken one of those (seen in its fault queue), a claimed record is on the
+    // wire and unanswered when the kill lands, however the tasks happen to be scheduled.
+    emu.fault(serde_json::json!({"path": "/api/chat.postMessage", "delay_ms": 200, "times": 12}));
+    emu.fault(
+        serde_json::json!({"path": "/api/chat.postMessage", "delay_ms": 3000, "times": 1000}),
+    );
     let args = send_once_args(&recs, &state, "8");
     let mut child = emu
         .cmd()
@@ -415,8 +420,27 @@ fn send_once_at_concurrency_8_survives_kill_9_with_only_the_in_flight_uncertain(
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let before = read_lines(&mut out, 10);
     assert_eq!(before.len(), 10, "the run stopped early");
-    child.kill().unwrap(); // SIGKILL, mid-run: ten results out, eight in flight
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let faults: Value =
+            serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/faults", None)).unwrap();
+        let slow_left = faults
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|f| f["times"].clone());
+        if slow_left != Some(Value::from(1000)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no post reached the slow phase"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-run: ten results out, at least one post in flight
     child.wait().unwrap();
+    http("DELETE", &emu.base_url(), "/_emulator/faults", None);
     let after = Out::from(emu.cmd().args(&args).output().unwrap());
     after.assert_code(0).assert_no_panic();
     // The next run names the uncertain records: at most the eight in flight.
