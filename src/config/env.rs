@@ -22,6 +22,8 @@ pub const SLACKCTL_STRIP_FORMATTING: &str = "SLACKCTL_STRIP_FORMATTING";
 pub const SLACKCTL_ALLOW_BOT_MESSAGES: &str = "SLACKCTL_ALLOW_BOT_MESSAGES";
 /// Web API base URL, replacing `https://slack.com/api/` (e.g. the emulator's).
 pub const SLACK_API_URL: &str = "SLACK_API_URL";
+/// Shared state for several hosts (`redis://host:6379/0`); beats `state_backend`.
+pub const SLACKCTL_STATE_BACKEND: &str = "SLACKCTL_STATE_BACKEND";
 /// Path of the config file.
 pub const SLACKCTL_CONFIG: &str = "SLACKCTL_CONFIG";
 /// Standard locations for the user's config directory.
@@ -71,6 +73,10 @@ pub const DOCUMENTED: &[(&str, &str)] = &[
         "true/false; beats sensor.allow_bot_messages",
     ),
     (
+        SLACKCTL_STATE_BACKEND,
+        "redis://host:6379/0 (rediss:// for TLS): pacing, send-once and sensor dedupe shared by several hosts; beats state_backend",
+    ),
+    (
         SLACKCTL_CONFIG,
         "config file path (else ~/.config/slackctl/slack.yaml, then /opt/stackstorm/configs/slack.yaml)",
     ),
@@ -97,6 +103,7 @@ impl Env {
             SLACKCTL_SENSOR_MODE,
             SLACKCTL_STRIP_FORMATTING,
             SLACKCTL_ALLOW_BOT_MESSAGES,
+            SLACKCTL_STATE_BACKEND,
             XDG_CONFIG_HOME,
             HOME,
             XDG_STATE_HOME,

@@ -172,6 +172,9 @@ pub struct FileConfig {
     /// Proactive pacing. slackctl addition.
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// Where state shared by processes lives: absent for local files, `redis://…` for one
+    /// Redis shared by several hosts. slackctl addition.
+    pub state_backend: Option<String>,
 }
 
 /// Settings given on the command line (the highest precedence).
@@ -270,6 +273,8 @@ pub struct Settings {
     pub limits: crate::transport::pace::Limits,
     pub pace_state: Option<PathBuf>,
     pub max_wait: Duration,
+    /// Where shared state lives (`state_backend`): local files or one Redis.
+    pub backend: crate::store::Backend,
 }
 
 /// Finds the config file: `--config`, `SLACKCTL_CONFIG`, the user's config dir, then st2's.
@@ -557,6 +562,10 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
             .clone()
             .unwrap_or_else(|| default_state_path(env))
     });
+    let backend = match env.get(env::SLACKCTL_STATE_BACKEND) {
+        Some(v) => crate::store::Backend::choose(Some(v), env, env::SLACKCTL_STATE_BACKEND)?,
+        None => crate::store::Backend::choose(file.state_backend.as_deref(), env, "state_backend")?,
+    };
     let max_wait = flags.max_wait.or(rl.max_wait).unwrap_or(300.0);
     if !(max_wait.is_finite() && max_wait >= 0.0) {
         return Err(Error::config(format!(
@@ -564,6 +573,7 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         )));
     }
     Ok(Settings {
+        backend,
         limits,
         pace_state,
         max_wait: Duration::from_secs_f64(max_wait),
@@ -618,6 +628,9 @@ impl Settings {
             limits: crate::transport::pace::Limits::default(),
             pace_state: None,
             max_wait: Duration::from_secs(300),
+            backend: crate::store::Backend::Local {
+                dir: std::env::temp_dir().join("slackctl"),
+            },
         }
     }
 }
