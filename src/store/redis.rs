@@ -378,7 +378,7 @@ if h and h ~= ARGV[2] then
   if exp > now then return {'elsewhere', h} end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return {'claimed', h or ''}
+return {'claimed', h or '', ARGV[1]}
 ";
 
 /// Registers holder ARGV[1], and returns (and drops) the claims of holders whose lease
@@ -562,10 +562,20 @@ impl super::journal::Journal for RedisJournal {
                 .await
         })?;
         use super::journal::Claim;
+        let other = answer.get(1).map(String::as_str).unwrap_or("");
         Ok(match answer.first().map(String::as_str) {
-            Some("sent") => Claim::Sent(entry_of(answer.get(1).map(String::as_str).unwrap_or(""))),
+            Some("sent") => Claim::Sent(entry_of(other)),
             Some("elsewhere") => Claim::Elsewhere,
-            _ => Claim::Claimed,
+            _ => {
+                if !other.is_empty() && other != self.holder {
+                    // Taken over from a holder that died mid-send: it may have gone out.
+                    crate::log::warn(&format!(
+                        "record {} was in flight at {other} when it stopped; Slack may or may not have it, and it is sent again (so may appear twice)",
+                        answer.get(2).map(String::as_str).unwrap_or("?")
+                    ));
+                }
+                Claim::Claimed
+            }
         })
     }
 

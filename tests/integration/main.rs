@@ -9,5 +9,6 @@ mod catalog;
 mod config;
 mod pacing;
 mod pack;
+mod redis;
 mod run;
 mod sensor;
