@@ -506,7 +506,6 @@ fn an_unreachable_redis_fails_the_send_naming_it_and_recovery_is_automatic() {
     // No restart of slackctl: the next record reconnects.
     let back = feed(4);
     assert_eq!(back["success"], true, "{back}");
-    drop(feed);
     drop(input);
     let out = Out::from(child.wait_with_output().unwrap());
     assert_eq!(out.code, 1, "a record failed: {}", out.stderr);
