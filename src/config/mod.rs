@@ -773,6 +773,35 @@ mod tests {
     }
 
     #[test]
+    fn state_backend_from_the_file_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("slackctl-cfg-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("slack.yaml");
+        let flags = Flags {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        std::fs::write(&f, "action_token: xoxb-x\n").unwrap();
+        let s = resolve(&flags, &env(&[("HOME", "/home/u")])).unwrap();
+        assert!(matches!(s.backend, crate::store::Backend::Local { .. }));
+        std::fs::write(&f, "state_backend: rediss://:file-pw-123@redis.example:6380/2\n").unwrap();
+        let s = resolve(&flags, &env(&[])).unwrap();
+        assert_eq!(
+            s.backend,
+            crate::store::Backend::Redis {
+                url: "rediss://:file-pw-123@redis.example:6380/2".into()
+            }
+        );
+        assert!(!format!("{:?}", s.backend).contains("file-pw-123"));
+        let e = env(&[("SLACKCTL_STATE_BACKEND", "redis://10.0.0.5:6379/0")]);
+        let s = resolve(&flags, &e).unwrap();
+        assert_eq!(s.backend.describe(), "redis://10.0.0.5:6379/0");
+        let bad = env(&[("SLACKCTL_STATE_BACKEND", "etcd://x")]);
+        let err = resolve(&flags, &bad).unwrap_err();
+        assert!(err.message.contains("SLACKCTL_STATE_BACKEND"), "{}", err.message);
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let flags = Flags {
             config: Some("/nonexistent/slack.yaml".into()),

@@ -21,6 +21,8 @@ struct RedisServer {
     port: u16,
     dir: PathBuf,
     password: Option<String>,
+    /// TLS only (`rediss://`), with the certificates in `dir`.
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -34,6 +36,10 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts one, or returns None (after saying so) when redis-server is not installed.
     fn start(password: Option<&str>) -> Option<RedisServer> {
+        Self::start_with(password, false)
+    }
+
+    fn start_with(password: Option<&str>, tls: bool) -> Option<RedisServer> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -54,17 +60,32 @@ impl RedisServer {
             port: free_port(),
             dir: tempdir("redis"),
             password: password.map(str::to_string),
+            tls,
         };
+        if tls && !s.make_certificates() {
+            return None;
+        }
         s.restart();
         Some(s)
     }
 
     fn restart(&mut self) {
         let mut c = Command::new("redis-server");
-        c.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--dir")
+        c.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if self.tls {
+            let f = |n: &str| self.dir.join(n);
+            c.args(["--port", "0", "--tls-auth-clients", "no", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(f("server.pem"))
+                .arg("--tls-key-file")
+                .arg(f("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(f("ca.pem"));
+        } else {
+            c.arg("--port").arg(self.port.to_string());
+        }
+        c.arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -86,10 +107,35 @@ impl RedisServer {
         }
     }
 
+    /// A private CA and a server certificate for 127.0.0.1 (false, said, without openssl).
+    fn make_certificates(&self) -> bool {
+        let sh = format!(
+            "cd '{}' && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=slackctl-test-ca \
+             && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost \
+             && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext \
+             && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext",
+            self.dir.display()
+        );
+        let ok = Command::new("sh")
+            .args(["-c", &sh])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("openssl could not make the test certificates");
+            }
+            eprintln!("SKIPPED: openssl could not make the test certificates");
+        }
+        ok
+    }
+
     fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
     }
 
@@ -97,6 +143,9 @@ impl RedisServer {
     fn cli(&self, args: &[&str]) -> String {
         let mut c = Command::new("redis-cli");
         c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"]);
+        if self.tls {
+            c.arg("--tls").arg("--cacert").arg(self.dir.join("ca.pem"));
+        }
         if let Some(p) = &self.password {
             c.args(["--no-auth-warning", "-a", p]);
         }
@@ -600,4 +649,47 @@ fn a_malformed_backend_is_refused_before_anything_is_sent() {
         out.stderr
     );
     assert!(posts(&emu).is_empty());
+}
+
+#[test]
+fn rediss_verifies_the_server_and_keeps_the_password_out_of_every_output() {
+    let password = "tls-redis-pw-77";
+    let Some(redis) = RedisServer::start_with(Some(password), true) else {
+        return;
+    };
+    let emu = Emu::start();
+    let send = |ca: Option<&Path>| {
+        let mut c = host(&emu, Some(&redis), "tls");
+        if let Some(ca) = ca {
+            // The system trust store, as rustls-native-certs reads it.
+            c.env("SSL_CERT_FILE", ca);
+        }
+        Out::from(
+            c.args(["-v", "run", "chat.postMessage", "channel=C0000002", "text=over tls"])
+                .output()
+                .unwrap(),
+        )
+    };
+    // A server whose CA is not trusted is refused, and nothing is sent.
+    let untrusted = send(None);
+    untrusted.assert_code(1).assert_no_panic();
+    assert!(
+        untrusted.stderr.contains(&format!(
+            "rediss://[redacted]@127.0.0.1:{}/0 is unreachable",
+            redis.port
+        )),
+        "{}",
+        untrusted.stderr
+    );
+    assert!(untrusted.stderr.contains("certificate"), "{}", untrusted.stderr);
+    assert!(texts(&emu, "C0000002").is_empty());
+    let trusted = send(Some(&redis.dir.join("ca.pem")));
+    trusted.assert_code(0).assert_no_panic();
+    assert_eq!(texts(&emu, "C0000002"), ["over tls"]);
+    for o in [&untrusted, &trusted] {
+        assert!(!o.stderr.contains(password) && !o.stdout.contains(password));
+    }
+    // The bucket is in the TLS server.
+    let keys = redis.cli(&["KEYS", "slackctl:pace:*"]);
+    assert!(keys.contains("chat.postMessage|C0000002"), "{keys}");
 }
