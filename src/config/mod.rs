@@ -784,7 +784,11 @@ mod tests {
         std::fs::write(&f, "action_token: xoxb-x\n").unwrap();
         let s = resolve(&flags, &env(&[("HOME", "/home/u")])).unwrap();
         assert!(matches!(s.backend, crate::store::Backend::Local { .. }));
-        std::fs::write(&f, "state_backend: rediss://:file-pw-123@redis.example:6380/2\n").unwrap();
+        std::fs::write(
+            &f,
+            "state_backend: rediss://:file-pw-123@redis.example:6380/2\n",
+        )
+        .unwrap();
         let s = resolve(&flags, &env(&[])).unwrap();
         assert_eq!(
             s.backend,
@@ -798,7 +802,11 @@ mod tests {
         assert_eq!(s.backend.describe(), "redis://10.0.0.5:6379/0");
         let bad = env(&[("SLACKCTL_STATE_BACKEND", "etcd://x")]);
         let err = resolve(&flags, &bad).unwrap_err();
-        assert!(err.message.contains("SLACKCTL_STATE_BACKEND"), "{}", err.message);
+        assert!(
+            err.message.contains("SLACKCTL_STATE_BACKEND"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

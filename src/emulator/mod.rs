@@ -57,7 +57,9 @@
 //!   "refresh_requested" | "too_many_websockets" | "link_disabled", "target": "newest" | "all" |
 //!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging),
 //!   `redeliver` (`{"count": n, "same_envelope": false}`), `config` (`{"ack_timeout_ms",
-//!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms"}`).
+//!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms", "spread"}`;
+//!   `spread: true` spreads envelopes over the connections in turn and redelivers an
+//!   unacknowledged one on another connection, as Slack does for an app with several).
 //! * `POST|DELETE /_emulator/events/subscribe`, `POST /_emulator/events/redeliver`,
 //!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
 //!

@@ -665,9 +665,15 @@ fn rediss_verifies_the_server_and_keeps_the_password_out_of_every_output() {
             c.env("SSL_CERT_FILE", ca);
         }
         Out::from(
-            c.args(["-v", "run", "chat.postMessage", "channel=C0000002", "text=over tls"])
-                .output()
-                .unwrap(),
+            c.args([
+                "-v",
+                "run",
+                "chat.postMessage",
+                "channel=C0000002",
+                "text=over tls",
+            ])
+            .output()
+            .unwrap(),
         )
     };
     // A server whose CA is not trusted is refused, and nothing is sent.
@@ -681,7 +687,11 @@ fn rediss_verifies_the_server_and_keeps_the_password_out_of_every_output() {
         "{}",
         untrusted.stderr
     );
-    assert!(untrusted.stderr.contains("certificate"), "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
     assert!(texts(&emu, "C0000002").is_empty());
     let trusted = send(Some(&redis.dir.join("ca.pem")));
     trusted.assert_code(0).assert_no_panic();
