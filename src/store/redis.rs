@@ -630,6 +630,93 @@ impl super::journal::Journal for RedisJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::pace::{Bucket, KeyState, PaceStore, take_from};
+
+    /// A `redis-server` on a free loopback port, or None (said) when it is not installed;
+    /// under `CI=true` a missing server fails instead.
+    fn server() -> Option<(std::process::Child, u16)> {
+        if std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is not installed"
+            );
+            eprintln!("SKIPPED: redis-server is not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some((child, port))
+    }
+
+    #[test]
+    fn the_take_script_runs_the_same_arithmetic_as_take_from() {
+        let Some((mut child, port)) = server() else {
+            return;
+        };
+        let store = RedisPace::new(connect(&format!("redis://127.0.0.1:{port}/0")).unwrap());
+        let check = |key: &str, bucket: Bucket, n: usize| {
+            let mut local = KeyState::default();
+            for _ in 0..n {
+                let now = wall_clock();
+                let want = take_from(&mut local, bucket, now) - now;
+                let got = store.take(key, bucket, now).unwrap() - now;
+                // The two clocks advance between calls by the time a round trip takes.
+                assert!((got - want).abs() < 0.1, "{key}: {got} against {want}");
+            }
+        };
+        check(
+            "channel",
+            Bucket {
+                rate: 1.0,
+                burst: 3,
+            },
+            6,
+        );
+        check(
+            "tier",
+            Bucket {
+                rate: 8.0 / 60.0,
+                burst: 2,
+            },
+            3,
+        );
+        // A block holds every take until it ends.
+        store.block("blocked", wall_clock() + 5.0).unwrap();
+        let now = wall_clock();
+        let wait = store
+            .take(
+                "blocked",
+                Bucket {
+                    rate: 100.0,
+                    burst: 10,
+                },
+                now,
+            )
+            .unwrap()
+            - now;
+        assert!((wait - 5.0).abs() < 0.1, "{wait}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     #[test]
     fn passwords_never_show_in_the_address() {
