@@ -165,7 +165,27 @@ fn emit_action(out: &mut String, a: &ActionFile) {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    let wire: Vec<(&str, &str)> = split(a.tag(tag::WIRE_TYPES))
+        .into_iter()
+        .map(|w| {
+            w.split_once(':')
+                .unwrap_or_else(|| panic!("{}: bad wire_types entry {w}", a.name))
+        })
+        .collect();
+    for (n, _) in &wire {
+        assert!(
+            a.parameters.contains_key(*n),
+            "{}: wire_types names unknown parameter {n}",
+            a.name
+        );
+    }
     for (name, p) in a.ordered_params() {
+        let (wire_ty, timestamp) = match wire.iter().find(|(n, _)| n == name) {
+            Some((_, "timestamp")) => ("string", true),
+            Some((_, t)) => (*t, false),
+            None => (p.ty.as_str(), false),
+        };
+        let comma_list = split(a.tag(tag::COMMA_LISTS)).contains(&name.as_str());
         let default = p.default.as_ref().map(|v| v.to_string());
         let enums: Vec<&str> = p.enum_values.iter().flatten().map(String::as_str).collect();
         let items = match &p.items {
@@ -174,9 +194,12 @@ fn emit_action(out: &mut String, a: &ActionFile) {
         };
         let _ = writeln!(
             out,
-            "  Param {{ name: {}, ty: {}, items: {items}, required: {}, default: {}, immutable: {}, \
-             secret: {}, description: {}, enum_values: {} }},",
+            "  Param {{ name: {}, ty: {}, declared: {}, timestamp: {timestamp}, \
+             comma_list: {comma_list}, items: {items}, \
+             required: {}, default: {}, immutable: {}, secret: {}, description: {}, \
+             enum_values: {} }},",
             lit(name),
+            ty(wire_ty),
             ty(&p.ty),
             p.required,
             opt(default.as_deref()),

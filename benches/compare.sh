@@ -22,9 +22,9 @@ if ! command -v hyperfine >/dev/null; then
 fi
 command -v hyperfine >/dev/null || { echo "hyperfine is required (apt-get install hyperfine)"; exit 2; }
 
-echo "== building the release binary"
-cargo build --release --locked --bin slackctl
-BIN=$ROOT/target/release/slackctl
+echo "== building the dist binary (fat LTO, one codegen unit)"
+cargo build --profile dist --locked --bin slackctl
+BIN=$ROOT/target/dist/slackctl
 
 WORK=$(mktemp -d)
 trap 'kill $EMU_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -105,7 +105,7 @@ MEM=$(free -g | awk '/Mem:/ {print $2 " GiB"}')
   echo "# Performance"
   echo
   echo "Measured by \`benches/compare.sh\` on $(date -u +%Y-%m-%d): $(nproc) cores ($CPU), $MEM,"
-  echo "$(uname -sr). slackctl $("$BIN" --version | cut -d' ' -f2) (release build) against python"
+  echo "$(uname -sr). slackctl $("$BIN" --version | cut -d' ' -f2) (dist build) against python"
   echo "slack_sdk $SDK_VERSION ($("$PY" --version)) and curl, all calling the built-in emulator on loopback."
   echo "Medians of $RUNS runs (hyperfine, warm cache); bulk numbers are one run each."
   echo

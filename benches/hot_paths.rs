@@ -117,6 +117,7 @@ fn main() {
             Delivery {
                 event_id: callback.event_id.get(),
                 team: callback.team_id.get(),
+                enrichment: None,
             },
         );
         payload::write_line(&p, &mut line).unwrap();

@@ -92,6 +92,19 @@ for i in $(seq "$RS_RUNS"); do
 done
 read -r RS_EPS RS_RSS RS_N RS_CPU RS_EMU_CPU < <(sort -n "$WORK/sensor-rs.runs" | sed -n "$(( (RS_RUNS + 1) / 2 ))p")
 RS_RANGE=$(sort -n "$WORK/sensor-rs.runs" | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}')
+# The same with --state: every batch's keys written ahead to the dedupe record and synced
+# (one fdatasync per batch) before its acknowledgements go out.
+for i in $(seq "$RS_RUNS"); do
+  rm -rf "$WORK/sensor-state-$i"
+  run_throughput rs-state "$BIN" sensor --mode socket --allow-bot-messages --state "$WORK/sensor-state-$i" >>"$WORK/sensor-rs-state.runs"
+done
+read -r ST_EPS _ ST_N ST_CPU _ < <(sort -n "$WORK/sensor-rs-state.runs" | sed -n "$(( (RS_RUNS + 1) / 2 ))p")
+ST_RANGE=$(sort -n "$WORK/sensor-rs-state.runs" | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}')
+[ -n "${SENSOR_SLACKCTL_ONLY:-}" ] && {
+  echo "| sensor: $EVENTS envelopes (median of $RS_RUNS, range $RS_RANGE) | $RS_EPS events/s ($RS_N lines), $RS_CPU µs CPU/event, $RS_RSS MB |"
+  echo "| sensor --state: $EVENTS envelopes (median of $RS_RUNS, range $ST_RANGE) | $ST_EPS events/s ($ST_N lines), $ST_CPU µs CPU/event |"
+  exit 0
+}
 # slack_sdk's fastest client (aiohttp) for the side-by-side rows, then its other two clients.
 read -r PY_EPS PY_RSS PY_N PY_CPU _ < <(run_throughput py "$PY" "$SDK" aiohttp)
 read -r WS_EPS _ WS_N WS_CPU _ < <(run_throughput py-ws "$PY" "$SDK" websocket_client)
@@ -101,6 +114,7 @@ read -r RS_P50 RS_P99 _ < <(latency "$BIN" sensor --mode socket --allow-bot-mess
 read -r PY_P50 PY_P99 _ < <(latency "$PY" "$SDK" aiohttp)
 ratio() { python3 -c "print('%.1f×' % ($1/max($2,1e-9)))"; }
 echo "| sensor: $EVENTS Socket Mode envelopes acked and emitted (slackctl: median of $RS_RUNS, range $RS_RANGE; slack_sdk: aiohttp client) | $RS_EPS events/s ($RS_N lines) | $PY_EPS events/s ($PY_N lines) | — | $(ratio "$RS_EPS" "$PY_EPS") |"
+echo "| sensor with \`--state\` (dedupe record written ahead and synced once per batch, before the acks; median of $RS_RUNS, range $ST_RANGE) | $ST_EPS events/s ($ST_N lines; $ST_CPU µs CPU per event) | — | — | — |"
 echo "| sensor, slack_sdk's other clients (websocket-client; built-in) | — | $WS_EPS events/s ($WS_N lines); $BI_EPS events/s ($BI_N lines in 120 s) | — | $(ratio "$RS_EPS" "$WS_EPS"); $(ratio "$RS_EPS" "$BI_EPS") |"
 echo "| sensor CPU per event (emulator's CPU per event in the same run) | $RS_CPU µs ($RS_EMU_CPU µs) | $PY_CPU µs (websocket-client: $WS_CPU µs) | — | $(ratio "$PY_CPU" "$RS_CPU") |"
 echo "| sensor latency, post → line (p50 / p99) | $RS_P50 / $RS_P99 ms | $PY_P50 / $PY_P99 ms | — | — |"

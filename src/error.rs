@@ -65,6 +65,33 @@ impl Error {
             .and_then(Value::as_str)
     }
 
+    /// Several problems found at once, as one error that prints each message with its own
+    /// hints right under it (the last one's hints are printed by `exit::report`). Hints
+    /// already shown under an earlier message are not repeated.
+    pub fn combine(mut problems: Vec<Error>) -> Option<Error> {
+        if problems.len() <= 1 {
+            return problems.pop();
+        }
+        let last = problems.pop()?;
+        let mut first = problems.remove(0);
+        let mut shown: Vec<String> = Vec::new();
+        let mut hints = std::mem::take(&mut first.hints);
+        for next in problems.into_iter().chain(std::iter::once(last)) {
+            for h in hints.drain(..) {
+                if !shown.contains(&h) {
+                    first.message.push_str("\n  hint: ");
+                    first.message.push_str(&h);
+                    shown.push(h);
+                }
+            }
+            first.message.push_str("\nslackctl: error: ");
+            first.message.push_str(&next.message);
+            hints = next.hints;
+        }
+        first.hints = hints.into_iter().filter(|h| !shown.contains(h)).collect();
+        Some(first)
+    }
+
     pub fn with_response(mut self, response: Value) -> Self {
         self.response = Some(Box::new(response));
         self
@@ -76,3 +103,30 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_errors_keep_each_hint_under_its_own_message() {
+        let e = Error::combine(vec![
+            Error::usage("one").hint("fix one"),
+            Error::usage("two"),
+            Error::usage("three").hint("fix three").hint("fix one"),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.message,
+            "one\n  hint: fix one\nslackctl: error: two\nslackctl: error: three"
+        );
+        assert_eq!(e.hints, vec!["fix three".to_string()]);
+        assert!(Error::combine(Vec::new()).is_none());
+        assert_eq!(
+            Error::combine(vec![Error::usage("x").hint("h")])
+                .unwrap()
+                .hints,
+            ["h"]
+        );
+    }
+}

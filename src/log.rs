@@ -1,7 +1,6 @@
 //! Status lines on stderr (stdout is reserved for results). Everything is scrubbed of
 //! secrets before it is written.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -31,5 +30,6 @@ pub fn debug(msg: &str) {
 fn line(s: &str) {
     let mut text = crate::redact::scrub(s);
     text.push('\n');
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    // Above the bulk progress line when one is shown, so the two never share a line.
+    crate::progress::above(&text);
 }

@@ -1,6 +1,5 @@
 //! slackctl's entry point: parse, dispatch, exit. Everything else lives in the library.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -14,7 +13,7 @@ fn main() -> ExitCode {
             "slackctl: internal error{place}; this is a bug, please report it with the command you ran"
         );
     }));
-    let cli = match slackctl::cli::Cli::try_parse() {
+    let cli = match slackctl::cli::parse() {
         Ok(c) => c,
         Err(e) => {
             // clap's own usage errors exit 2, help and version exit 0, as st2 does.

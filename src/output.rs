@@ -283,3 +283,59 @@ mod tests {
         assert_eq!(back["g"], "plain text");
     }
 }
+
+/// How wide a table may be when stdout is a terminal: `COLUMNS` when set (shells and tests
+/// set it), else the terminal's own width, else 80.
+pub fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&c: &usize| c >= 20)
+        .or_else(|| terminal_size::terminal_size().map(|(w, _)| w.0 as usize))
+        .unwrap_or(80)
+}
+
+/// How a table too wide for its width gives way: the widest column first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Cut cells short with `…` (one line per row: lists stay scannable).
+    Truncate,
+    /// Wrap cells at word boundaries (every word stays visible).
+    Wrap,
+}
+
+/// A bordered table for terminals, no wider than `width`.
+pub fn table(header: &[&str], rows: &[Vec<String>], width: usize, fit: Fit) -> String {
+    use tabled::settings::{Style, Width, peaker::PriorityMax};
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(header.iter().map(|s| s.to_string()));
+    for r in rows {
+        b.push_record(r.iter().cloned());
+    }
+    let mut t = b.build();
+    t.with(Style::ascii());
+    match fit {
+        Fit::Truncate => t.with(
+            Width::truncate(width)
+                .suffix("…")
+                .priority(PriorityMax::new(false)),
+        ),
+        Fit::Wrap => t.with(
+            Width::wrap(width)
+                .keep_words(true)
+                .priority(PriorityMax::new(false)),
+        ),
+    };
+    let mut s = t.to_string();
+    s.push('\n');
+    s
+}
+
+/// One TSV cell: tabs and line breaks become spaces, so every record stays one line.
+pub fn tsv_cell(s: &str) -> String {
+    if s.contains(['\t', '\n', '\r']) {
+        s.replace(['\t', '\n', '\r'], " ")
+    } else {
+        s.to_string()
+    }
+}

@@ -4,9 +4,15 @@
 //! Raw input is split first ([`parse_cli`]), then typed and checked against the action
 //! ([`validate`]). Conversion follows `st2 run`: integers, `true`/`false`, JSON or `k=v,k2=v2`
 //! for objects, JSON or comma lists for arrays, `@key=path` reads a file. Slack timestamps are
-//! strings in the catalog, so `1700000000.000240` stays exactly that text.
+//! kept as their exact text, so `1700000000.000240` stays exactly that.
+//!
+//! Every value the original st2 pack accepted stays accepted: where a parameter's declared st2
+//! type is wider than slackctl's own ([`Param::declared`] vs [`Param::ty`]), both forms are
+//! taken and normalised to the wire form: a comma string or JSON text for a list, a number for
+//! a timestamp (written back with Slack's six decimals), an integer or boolean for a string,
+//! and text that cannot be read as the narrower type is passed on as the string it was.
 
-use crate::catalog::{Action, GroupKind, ParamType};
+use crate::catalog::{Action, GroupKind, Param, ParamType};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 
@@ -35,8 +41,9 @@ pub fn parse_cli(tokens: &[String]) -> Result<RawParams> {
                 .hint("parameters are written as name=value, e.g. channel=C123 text=hello; quote values with spaces"));
         };
         let (key, value) = if let Some(k) = key.strip_prefix('@') {
-            let text = std::fs::read_to_string(value)
-                .map_err(|e| Error::usage(format!("@{k}: cannot read {value}: {e}")))?;
+            // Bounded, regular files only (security hook: `/dev/zero` must not hang).
+            let text =
+                crate::limits::read_text_file(&format!("@{k}"), std::path::Path::new(value))?;
             (k.to_string(), text)
         } else {
             (key.to_string(), value.to_string())
@@ -78,6 +85,14 @@ pub struct ValidateOpts {
 /// Types, checks and completes the parameters. The result holds every parameter that has a
 /// value (given or a real st2 default); unset ones are absent, so they are never sent.
 pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<Map<String, Value>> {
+    // Secrets first, so that no error below can echo one (security hook).
+    crate::redact::register_params(
+        action,
+        raw.pairs
+            .iter()
+            .map(|(k, RawValue::Text(v))| (k.as_str(), v.as_str())),
+        &raw.json,
+    );
     let mut out = Map::new();
     let mut problems: Vec<Error> = Vec::new();
 
@@ -87,7 +102,7 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             continue; // st2 passes None for unset parameters
         }
         match action.param(&k) {
-            Some(p) => match coerce_json(p.name, p.ty, v) {
+            Some(p) => match coerce_param(p, v, action.is_generic()) {
                 Ok(v) => {
                     out.insert(k, v);
                 }
@@ -109,7 +124,7 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             }
             continue;
         };
-        match convert_text(p.name, p.ty, &text) {
+        match convert_param(p, &text) {
             Ok(v) => {
                 let repeated = seen_cli.contains(&k);
                 if repeated && p.ty == ParamType::Array {
@@ -153,6 +168,14 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         );
     }
 
+    // Values given empty (`channel=`, `blocks=[]`) do not satisfy a requirement: Slack would
+    // refuse them after the fact, or post an empty message (security hook, issue 13).
+    let blank: Vec<String> = out
+        .iter()
+        .filter(|(_, v)| is_blank(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+
     // Real st2 defaults (never Slack's documentation defaults, which are not in the table).
     for p in action.params {
         if !out.contains_key(p.name)
@@ -161,6 +184,20 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         {
             out.insert(p.name.to_string(), v);
         }
+    }
+
+    // The verb is slackctl's own switch: any spelling of GET or POST, nothing else. (The
+    // YAML carries no enum for it, since the original pack had none and st2 must not refuse
+    // `get`.)
+    if let Some(v) = out.get("http_method")
+        && !v
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("GET") || s.eq_ignore_ascii_case("POST"))
+    {
+        problems.push(Error::usage(format!(
+            "invalid value `{}` for http_method: expected GET or POST",
+            v.as_str().map_or_else(|| v.to_string(), str::to_string)
+        )));
     }
 
     // Enumerations.
@@ -182,6 +219,21 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         .filter(|p| p.required && !out.contains_key(p.name))
         .map(|p| p.name)
         .collect();
+    let empty: Vec<&str> = action
+        .params
+        .iter()
+        .filter(|p| p.required && blank.iter().any(|b| b == p.name))
+        .map(|p| p.name)
+        .collect();
+    if !empty.is_empty() {
+        problems.push(Error::usage(format!(
+            "required parameter{} {} of {} {} empty",
+            if empty.len() > 1 { "s" } else { "" },
+            empty.join(", "),
+            action.name,
+            if empty.len() > 1 { "are" } else { "is" },
+        )));
+    }
     if !missing.is_empty() {
         problems.push(
             Error::usage(format!(
@@ -199,10 +251,21 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
             .args
             .iter()
             .copied()
-            .filter(|a| out.contains_key(*a))
+            .filter(|a| out.contains_key(*a) && !blank.iter().any(|b| b == a))
+            .collect();
+        let empty: Vec<&str> = g
+            .args
+            .iter()
+            .copied()
+            .filter(|a| blank.iter().any(|b| b == a))
             .collect();
         let list = g.args.join(", ");
         let bad = match g.kind {
+            GroupKind::OneOf if set.is_empty() && !empty.is_empty() => Some(format!(
+                "{} needs at least one of: {list} ({} given empty)",
+                action.name,
+                empty.join(", ")
+            )),
             GroupKind::OneOf if set.is_empty() => {
                 Some(format!("{} needs at least one of: {list}", action.name))
             }
@@ -221,19 +284,20 @@ pub fn validate(action: &Action, raw: RawParams, opts: ValidateOpts) -> Result<M
         }
     }
 
-    match problems.len() {
-        0 => Ok(out),
-        1 => Err(problems.pop().unwrap()),
-        _ => {
-            let mut first = problems.remove(0);
-            for p in problems {
-                first.message.push_str("\nslackctl: error: ");
-                first.message.push_str(&p.message);
-                first.hints.extend(p.hints);
-            }
-            first.hints.dedup();
-            Err(first)
-        }
+    // Each problem keeps its hints right under it (issue 13).
+    match Error::combine(problems) {
+        None => Ok(out),
+        Some(e) => Err(e),
+    }
+}
+
+/// An empty or whitespace-only string, an empty list or an empty object.
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
     }
 }
 
@@ -344,6 +408,96 @@ pub fn convert_text(name: &str, ty: ParamType, text: &str) -> Result<Value> {
     }
 }
 
+/// Converts command-line text for one parameter: timestamps stay text; text for a parameter
+/// the st2 pack declared as a string is passed on unchanged when it is not the narrower type.
+pub fn convert_param(p: &Param, text: &str) -> Result<Value> {
+    if p.timestamp {
+        return Ok(Value::String(text.to_string()));
+    }
+    // A JSON-valued list the pack typed as a string (blocks, attachments): text that is not
+    // JSON is not a list of words either, so it goes on as given.
+    if p.ty == ParamType::Array
+        && p.declared == ParamType::String
+        && !p.comma_list
+        && !text.trim_start().starts_with(['[', '{'])
+    {
+        crate::log::warn(&format!(
+            "{}: not JSON; sent as the text given (Slack expects a JSON array)",
+            p.name
+        ));
+        return Ok(Value::String(text.to_string()));
+    }
+    convert_text(p.name, p.ty, text).or_else(|e| lenient_string(p, text, e))
+}
+
+/// Checks a JSON value (from `--parameters`, i.e. from st2) for one parameter, with the same
+/// leniency as [`convert_param`] and a number for a timestamp written as Slack's text.
+pub fn coerce_param(p: &Param, v: Value, generic: bool) -> Result<Value> {
+    if p.timestamp {
+        return match v {
+            Value::String(s) => Ok(Value::String(s)),
+            Value::Number(n) => Ok(Value::String(ts_text(&n))),
+            other => Err(type_error(
+                p.name,
+                p.ty,
+                &other.to_string(),
+                " (expected a Slack timestamp)",
+            )),
+        };
+    }
+    // A secret (a token, a client secret) travels in a header or as one opaque string: any
+    // other JSON is a mistake, refused without echoing what was given.
+    if p.secret && !v.is_string() {
+        return Err(type_error(
+            p.name,
+            ParamType::String,
+            "(hidden)",
+            " (a secret must be given as text)",
+        ));
+    }
+    match v {
+        Value::String(s) => convert_param(p, &s),
+        // slack_sdk puts a number or boolean given for a text argument on the wire as such
+        // (1/0 and decimal text in forms, native in JSON); generic actions do the same.
+        v @ (Value::Number(_) | Value::Bool(_)) if generic && p.ty == ParamType::String => Ok(v),
+        v => coerce_json(p.name, p.ty, v),
+    }
+}
+
+/// The fallback for the pack's string parameters: st2 accepted any text there, so slackctl
+/// does too and lets Slack judge it. Broken JSON (text that starts like JSON but does not
+/// parse) stays an error: Slack refuses it in every case, so exit 2 saves a call.
+fn lenient_string(p: &Param, text: &str, e: Error) -> Result<Value> {
+    if p.declared == ParamType::String
+        && p.ty != ParamType::String
+        && !text.trim_start().starts_with(['[', '{'])
+    {
+        crate::log::warn(&format!(
+            "{}: `{}` is not a valid {}; sent as the text given",
+            p.name,
+            text.chars().take(40).collect::<String>(),
+            p.ty.as_str()
+        ));
+        Ok(Value::String(text.to_string()))
+    } else {
+        Err(e)
+    }
+}
+
+/// A timestamp given as a number, written as Slack writes it: seconds, a dot, six digits.
+/// st2 casts a `number` parameter to a float, which prints `1700000000.000240` back as
+/// `1700000000.00024`; padding the decimal text restores the exact ts without any float
+/// arithmetic. Only numbers with more than six decimals or an exponent go through `f64`.
+pub fn ts_text(n: &serde_json::Number) -> String {
+    let text = n.to_string();
+    let plain = !text.contains(['e', 'E']);
+    match text.split_once('.') {
+        None if plain => format!("{text}.000000"),
+        Some((int, frac)) if plain && frac.len() <= 6 => format!("{int}.{frac:0<6}"),
+        _ => format!("{:.6}", n.as_f64().unwrap_or(0.0)),
+    }
+}
+
 fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Some(true),
@@ -358,9 +512,15 @@ pub fn coerce_json(name: &str, ty: ParamType, v: Value) -> Result<Value> {
     match (ty, v) {
         (_, Value::String(s)) if ty != ParamType::String => convert_text(name, ty, &s),
         (ParamType::String, Value::String(s)) => Ok(Value::String(s)),
-        // A number for a string parameter (e.g. an old workflow's float ts): keep its exact text.
+        // A number or boolean for a string parameter: its text (hand-written actions read
+        // strings). Generic actions keep it native (see coerce_param), as slack_sdk sends it.
         (ParamType::String, Value::Number(n)) => Ok(Value::String(n.to_string())),
         (ParamType::String, Value::Bool(b)) => Ok(Value::String(b.to_string())),
+        // Structured input for a string parameter (Slack's table or the SDKs say text, the
+        // caller has the JSON): sent as JSON text, not refused.
+        (ParamType::String, v @ (Value::Array(_) | Value::Object(_))) => {
+            Ok(Value::String(v.to_string()))
+        }
         (ParamType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Value::Number(n)),
         (ParamType::Number, Value::Number(n)) => Ok(Value::Number(n)),
         (ParamType::Boolean, Value::Bool(b)) => Ok(Value::Bool(b)),
@@ -423,16 +583,18 @@ mod tests {
             .is_err()
         );
         assert!(
-            run("chat.postMessage", &["channel=C1", "text=x", "blocks=[{"])
+            run("chat.postMessage", &["channel=C1", "text=x", "metadata={"])
                 .unwrap_err()
                 .message
                 .contains("malformed")
         );
         let e = run("chat.postMessage", &["channel=C1", "txt=x"]).unwrap_err();
+        // The hint stands under its own error, inside the combined message.
         assert!(
-            e.hints.iter().any(|h| h.contains("`text`")),
-            "{:?}",
-            e.hints
+            e.message
+                .contains("has no parameter `txt`\n  hint: did you mean `text`?"),
+            "{}",
+            e.message
         );
         assert!(
             run(
@@ -464,6 +626,63 @@ mod tests {
         assert_eq!(v["attributes"]["name"], "bo*");
         let v = run("users_filter_by", &[]).unwrap();
         assert_eq!(v["attributes"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn timestamps_given_as_numbers_get_slacks_six_decimals() {
+        let n = |t: &str| serde_json::from_str::<serde_json::Number>(t).unwrap();
+        assert_eq!(ts_text(&n("1700000000.00024")), "1700000000.000240");
+        assert_eq!(ts_text(&n("1700000000.000240")), "1700000000.000240");
+        assert_eq!(ts_text(&n("1700000000.1")), "1700000000.100000");
+        assert_eq!(ts_text(&n("0")), "0.000000");
+        assert_eq!(ts_text(&n("0.0")), "0.000000");
+        assert_eq!(ts_text(&n("1.7e9")), "1700000000.000000");
+        // Python's repr of the float st2 makes of each ts round-trips through the padding.
+        for micros in [0u64, 1, 10, 240, 100_000, 999_999, 123_456] {
+            for secs in [1_500_000_000u64, 1_700_000_000, 2_100_000_000] {
+                let exact = format!("{secs}.{micros:06}");
+                let f: f64 = exact.parse().unwrap();
+                // Rust's shortest round-trip printing equals Python's repr for these floats.
+                let shortest = format!("{f:?}");
+                assert_eq!(ts_text(&n(&shortest)), exact, "{shortest}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_the_original_pack_accepted_are_accepted_and_normalised() {
+        let a = find("chat.postMessage").unwrap();
+        let json = parse_json_params(
+            r#"{"channel": "C1", "text": "x", "thread_ts": 1700000000.00024, "as_user": "true",
+                "blocks": "[{\"type\": \"divider\"}]", "attachments": "not json at all"}"#,
+            a,
+        )
+        .unwrap();
+        let v = validate(
+            a,
+            RawParams {
+                pairs: vec![],
+                json,
+            },
+            ValidateOpts::default(),
+        )
+        .unwrap();
+        assert_eq!(v["thread_ts"], "1700000000.000240");
+        assert_eq!(v["as_user"], true);
+        assert_eq!(v["blocks"], serde_json::json!([{"type": "divider"}]));
+        // st2 took any text for a string-typed parameter; Slack judges it, not slackctl.
+        assert_eq!(v["attachments"], "not json at all");
+        let v = run(
+            "conversations.list",
+            &["types=public_channel,private_channel"],
+        )
+        .unwrap();
+        assert_eq!(
+            v["types"],
+            serde_json::json!(["public_channel", "private_channel"])
+        );
+        let v = run("conversations.history", &["channel=C1", "oldest=0"]).unwrap();
+        assert_eq!(v["oldest"], "0");
     }
 
     #[test]

@@ -105,15 +105,16 @@ pub fn choose_token(
     if let Some(t) = chosen {
         return Ok(Some(t));
     }
-    let kinds = if action.tokens.is_empty() {
-        "Slack".to_string()
-    } else {
-        action.tokens.join(" or ")
-    };
     let mut e = Error::config(format!(
-        "{} needs a {kinds} token and none is configured",
-        action.name
-    ));
+        "{} needs {} and none is configured",
+        action.name,
+        token_kinds(action.tokens)
+    ))
+    .hint(settings.looked_for(if app_only {
+        crate::config::Credential::AppToken
+    } else {
+        crate::config::Credential::Token
+    }));
     e = if app_only {
         e.hint("set SLACK_APP_TOKEN (an xapp- token with connections:write) or sensor.app_token in the config")
     } else {
@@ -121,10 +122,40 @@ pub fn choose_token(
             "set SLACK_TOKEN, put action_token in the config file, or pass token=… for this call",
         )
     };
-    if action.tokens.contains(&"user") && !action.tokens.contains(&"bot") {
-        e = e.hint("this method needs a user token (xoxp-), not a bot token");
-    }
     Err(e)
+}
+
+/// The tokens a method takes, as a phrase with its article: `a token`, `a user token
+/// (xoxp-…)`, `a bot (xoxb-…) or user (xoxp-…) token`, `an app-level token (xapp-…)`.
+pub fn token_kinds(tokens: &[&str]) -> String {
+    let known: Vec<(&str, Option<&str>)> = tokens
+        .iter()
+        .filter_map(|t| match *t {
+            "bot" => Some(("bot", Some("xoxb-"))),
+            "user" => Some(("user", Some("xoxp-"))),
+            "app" => Some(("app-level", Some("xapp-"))),
+            "config" => Some(("app configuration", None)),
+            _ => None,
+        })
+        .collect();
+    if known.is_empty() || tokens.contains(&"any") {
+        return "a token".to_string();
+    }
+    let shown = |(name, prefix): &(&str, Option<&str>)| match prefix {
+        Some(p) => format!("{name} ({p}…)"),
+        None => name.to_string(),
+    };
+    let phrase = match known.as_slice() {
+        [(name, Some(p))] => format!("{name} token ({p}…)"),
+        [(name, None)] => format!("{name} token"),
+        _ => format!(
+            "{} token",
+            known.iter().map(shown).collect::<Vec<_>>().join(" or ")
+        ),
+    };
+    // Only "app…" of the kinds above takes "an" ("a user token").
+    let article = if phrase.starts_with("app") { "an" } else { "a" };
+    format!("{article} {phrase}")
 }
 
 /// Whether a failed attempt of this method may be resent safely.
@@ -219,5 +250,23 @@ pub fn warn_if_retired(action: &Action) {
             msg.push_str(&format!("; use {r}"));
         }
         crate::log::warn(&msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_kinds;
+
+    #[test]
+    fn token_kinds_read_as_phrases() {
+        assert_eq!(token_kinds(&["any"]), "a token");
+        assert_eq!(token_kinds(&[]), "a token");
+        assert_eq!(token_kinds(&["user"]), "a user token (xoxp-…)");
+        assert_eq!(token_kinds(&["app"]), "an app-level token (xapp-…)");
+        assert_eq!(token_kinds(&["config"]), "an app configuration token");
+        assert_eq!(
+            token_kinds(&["bot", "user"]),
+            "a bot (xoxb-…) or user (xoxp-…) token"
+        );
     }
 }

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 
 from st2common.runners.base_action import Action
@@ -17,21 +19,43 @@ from st2common.runners.base_action import Action
 DELIMITER = "%%%%%~=~=~=************=~=~=~%%%%"
 
 
-def find_binary():
-    """SLACKCTL_BIN, else slackctl on PATH, else a binary shipped in the pack's bin/."""
-    explicit = os.environ.get("SLACKCTL_BIN")
+def _scripts_dirs():
+    """Where pip put the slackctl-bin wheel's binary for the interpreter running this code:
+    st2 runs pack actions with the pack virtualenv's python."""
+    dirs = []
+    for d in (sysconfig.get_path("scripts"), os.path.dirname(os.path.abspath(sys.executable))):
+        if d and d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def _executable(path):
+    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_binary(config=None, env=None, scripts_dirs=None):
+    """$SLACKCTL_BIN (an explicit override), else `slackctl` in the interpreter's scripts
+    directory (the pack's virtualenv), else on PATH, else the pack config's slackctl_path."""
+    env = os.environ if env is None else env
+    explicit = env.get("SLACKCTL_BIN")
     if explicit:
         return explicit
-    found = shutil.which("slackctl")
+    for d in _scripts_dirs() if scripts_dirs is None else scripts_dirs:
+        candidate = os.path.join(d, "slackctl")
+        if _executable(candidate):
+            return candidate
+    found = shutil.which("slackctl", path=env.get("PATH", os.defpath))
     if found:
         return found
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    bundled = os.path.join(here, "bin", "slackctl")
-    if os.path.exists(bundled):
-        return bundled
+    configured = (config or {}).get("slackctl_path")
+    if configured:
+        if _executable(configured):
+            return configured
+        raise RuntimeError("slackctl_path %r is not an executable file" % configured)
     raise RuntimeError(
-        "slackctl binary not found: install it on the st2 action runners (cargo install, or a "
-        "release binary on PATH) or set SLACKCTL_BIN in the action runner's environment"
+        "slackctl binary not found: reinstall the pack so pip installs slackctl-bin from "
+        "requirements.txt into its virtualenv, or put slackctl on PATH, or set slackctl_path "
+        "in the pack config (or SLACKCTL_BIN in the action runner's environment)"
     )
 
 
@@ -71,7 +95,7 @@ class SlackctlAction(Action):
             with os.fdopen(fd, "w") as handle:
                 json.dump(config, handle)  # JSON is valid YAML
             proc = subprocess.run(
-                [find_binary(), "--config", path, "run", name, "--parameters", "-", "--output", "st2"],
+                [find_binary(self.config), "--config", path, "run", name, "--parameters", "-", "--output", "st2"],
                 input=json.dumps({"parameters": params}),
                 capture_output=True,
                 text=True,

@@ -272,8 +272,11 @@ async fn send(client: &Client, url: &Secret, src: &Source, filename: &str) -> Re
                     ))
                     .hint("the upload URL is valid for a short time only; run the action again"));
                 }
-                let wait = retry_after.unwrap_or(1.0).clamp(0.0, 120.0);
-                (format!("HTTP {status}"), Duration::from_secs_f64(wait))
+                let wait = crate::limits::retry_after(
+                    retry_after.unwrap_or(1.0),
+                    Duration::from_secs(120),
+                );
+                (format!("HTTP {status}"), wait)
             }
             Err(e) => {
                 let e = e.without_url();

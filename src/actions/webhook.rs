@@ -61,9 +61,11 @@ pub async fn post(
     let url = match str_param(params, "webhook_url") {
         Some(u) => Secret::new(u),
         None => settings.webhook_url.clone().ok_or_else(|| {
-            Error::config(format!("{} needs an incoming webhook URL", action.name)).hint(
-                "pass webhook_url=…, set SLACK_WEBHOOK_URL, or set post_message_action.webhook_url in the config",
-            )
+            Error::config(format!("{} needs an incoming webhook URL", action.name))
+                .hint(settings.looked_for(crate::config::Credential::WebhookUrl))
+                .hint(
+                    "pass webhook_url=…, set SLACK_WEBHOOK_URL, or set post_message_action.webhook_url in the config",
+                )
         })?,
     };
     if !(url.expose().starts_with("https://") || url.expose().starts_with("http://")) {
@@ -132,7 +134,8 @@ pub async fn post(
         let retriable = status == 429 || (status >= 500 && opts.retry_writes);
         if retriable && attempt < client.options().retries {
             attempt += 1;
-            let wait = Duration::from_secs_f64(retry_after.unwrap_or(1.0).clamp(0.0, 120.0));
+            let wait =
+                crate::limits::retry_after(retry_after.unwrap_or(1.0), Duration::from_secs(120));
             if let (Some(p), 429) = (&client.options().pacer, status) {
                 p.penalize(&slot, wait);
             }

@@ -2,15 +2,20 @@
 //!
 //! ```text
 //! cargo run --bin slackctl-import -- --methods ../shared/data/slack-methods.json \
-//!     --st2 ../shared/data/st2-actions.json [--check] [--descriptions seed.json]
+//!     --st2 ../shared/data/st2-actions.json [--sdk DIR] [--check] [--descriptions seed.json]
+//! cargo run --bin slackctl-import -- --print-deviations
 //! ```
 //!
-//! Facts (parameters, types, tiers, scopes, status) come from the method table; names and
-//! parameters that StackStorm's slack pack exposes come from the st2 action list, so every
-//! st2 action keeps its name and parameters. Descriptions are ours: they are read back from
-//! the existing YAML files and kept. Hand-written actions (no `@generated` header) are never
-//! touched, only checked for st2 compatibility. `--check` writes nothing and exits 1 when a
-//! file is stale, missing or extra.
+//! Facts come from three sources (docs/architecture.md, "Where the catalog's facts come
+//! from"): Slack's method table (methods, status, tiers, scopes, arguments), the official
+//! SDKs' signatures in `sdk/` next to the table (verb, body kind, field encodings, required
+//! flags, types, one-of groups, arguments the table lacks; see [`merge_sdk`]), and the st2
+//! action list (names, parameter names and each original parameter's declared type, kept so
+//! st2 accepts what it accepted; slackctl's own type goes to the `wire_types` tag). Every
+//! deliberate deviation is one row of [`DEVIATIONS`]. Descriptions are ours: they are read
+//! back from the existing YAML files and kept. Hand-written actions (no `@generated` header)
+//! are never touched, only checked for st2 compatibility. `--check` writes nothing and exits
+//! 1 when a file is stale, missing or extra, or an st2 type or enum check fails.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -34,6 +39,10 @@ const HANDWRITTEN: &[&str] = &[
 #[derive(Deserialize)]
 struct Method {
     name: String,
+    /// Which SDK's wire form the method follows: `python`, `node`, or `none`.
+    #[serde(skip)]
+    sdk: &'static str,
+
     status: String,
     http_method: String,
     json_body: Option<bool>,
@@ -51,6 +60,15 @@ struct Method {
 #[derive(Deserialize)]
 struct MethodParam {
     name: String,
+    /// slackctl's type when the SDKs decide it (else derived from Slack's `type`).
+    #[serde(skip)]
+    best: Option<&'static str>,
+    /// Sent as one comma-joined string (slack_sdk's `comma_join_if_list`).
+    #[serde(skip)]
+    comma: bool,
+    /// Sent as JSON text in a form even when it is a list of plain values.
+    #[serde(skip)]
+    json_text: bool,
     #[serde(rename = "type")]
     ty: String,
     #[serde(default)]
@@ -63,11 +81,49 @@ struct MethodParam {
     enum_values: Option<Vec<Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ArgGroup {
     args: Vec<String>,
     mutually_exclusive: bool,
     required: bool,
+}
+
+/// `slack_sdk` signatures (../shared/data/sdk/slack_sdk-*.json).
+#[derive(Deserialize)]
+struct PySdk {
+    methods: BTreeMap<String, PyMethod>,
+}
+
+#[derive(Deserialize)]
+struct PyMethod {
+    http_verbs: Vec<String>,
+    body: Vec<String>,
+    args: BTreeMap<String, PyArg>,
+}
+
+#[derive(Deserialize)]
+struct PyArg {
+    required: bool,
+    types: Vec<String>,
+    encoding: Option<String>,
+}
+
+/// `@slack/web-api` signatures (../shared/data/sdk/slack-web-api-*.json).
+#[derive(Deserialize)]
+struct NodeSdk {
+    methods: BTreeMap<String, NodeMethod>,
+}
+
+#[derive(Deserialize)]
+struct NodeMethod {
+    args: BTreeMap<String, NodeArg>,
+}
+
+#[derive(Deserialize)]
+struct NodeArg {
+    required: bool,
+    required_in_some_branch: bool,
+    types: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -80,8 +136,6 @@ struct St2Param {
     #[serde(rename = "type")]
     ty: String,
     #[serde(default)]
-    required: bool,
-    #[serde(default)]
     default: Option<Value>,
     #[serde(default)]
     immutable: bool,
@@ -90,6 +144,8 @@ struct St2Param {
 struct Opts {
     methods: PathBuf,
     st2: PathBuf,
+    /// Directory of the SDK signature files; default: `sdk/` next to the method table.
+    sdk: PathBuf,
     actions: PathBuf,
     descriptions: Option<PathBuf>,
     check: bool,
@@ -98,7 +154,8 @@ struct Opts {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: slackctl-import --methods <slack-methods.json> --st2 <st2-actions.json> \
-         [--actions DIR] [--descriptions seed.json] [--check]"
+         [--sdk DIR] [--actions DIR] [--descriptions seed.json] [--check]\n       \
+         slackctl-import --print-deviations"
     );
     ExitCode::from(2)
 }
@@ -106,11 +163,14 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut methods, mut st2, mut descriptions, mut check) = (None, None, None, false);
+    let mut sdk: Option<PathBuf> = None;
     let mut actions = PathBuf::from("actions");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--methods" => methods = args.next().map(PathBuf::from),
             "--st2" => st2 = args.next().map(PathBuf::from),
+            "--sdk" => sdk = args.next().map(PathBuf::from),
+            "--print-deviations" => return print_deviations(),
             "--actions" => actions = args.next().map(PathBuf::from).unwrap_or(actions),
             "--descriptions" => descriptions = args.next().map(PathBuf::from),
             "--check" => check = true,
@@ -124,9 +184,16 @@ fn main() -> ExitCode {
     let (Some(methods), Some(st2)) = (methods, st2) else {
         return usage();
     };
+    let sdk = sdk.unwrap_or_else(|| {
+        methods
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("sdk")
+    });
     let opts = Opts {
         methods,
         st2,
+        sdk,
         actions,
         descriptions,
         check,
@@ -147,8 +214,25 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
 }
 
 fn run(o: &Opts) -> Result<bool, String> {
-    let methods: Vec<Method> = read_json(&o.methods)?;
+    let mut methods: Vec<Method> = read_json(&o.methods)?;
     let st2: BTreeMap<String, St2Action> = read_json(&o.st2)?;
+    let (py, node) = read_sdks(&o.sdk)?;
+    for (name, pm) in &py.methods {
+        if !methods.iter().any(|m| &m.name == name) {
+            methods.push(method_from_sdk(name, pm));
+        }
+    }
+    let mut merge_problems = Vec::new();
+    for m in &mut methods {
+        merge_problems.extend(merge_sdk(
+            m,
+            py.methods.get(&m.name),
+            node.methods.get(&m.name),
+        ));
+    }
+    if !merge_problems.is_empty() {
+        return Err(merge_problems.join("\n"));
+    }
     let seed: BTreeMap<String, String> = match &o.descriptions {
         Some(p) => read_json(p)?,
         None => BTreeMap::new(),
@@ -194,8 +278,20 @@ fn run(o: &Opts) -> Result<bool, String> {
             match file.parameters.get(pname) {
                 None => problems.push(format!("{name}: st2 parameter {pname} is missing")),
                 Some(ours) => {
-                    if p.required && !ours.required && ours.default.is_none() {
-                        problems.push(format!("{name}: {pname} is required in st2 but not here"));
+                    if ours.ty != p.ty {
+                        problems.push(format!(
+                            "{name}: {pname} is typed {} here but {} in st2; st2 would refuse \
+                             values the pack accepted (keep st2's type, put ours in the \
+                             {} tag)",
+                            ours.ty,
+                            p.ty,
+                            tag::WIRE_TYPES
+                        ));
+                    }
+                    if ours.enum_values.is_some() {
+                        problems.push(format!(
+                            "{name}: {pname} has an enum the st2 pack did not have"
+                        ));
                     }
                     if p.immutable && (!ours.immutable || ours.default != p.default) {
                         problems.push(format!("{name}: immutable {pname} differs from st2"));
@@ -437,6 +533,248 @@ fn st2_type(name: &str, kind: Option<&str>, slack: &str, st2: Option<&str>) -> &
     }
 }
 
+/// The YAML `type` and slackctl's own type of one parameter. A parameter of the original
+/// pack keeps the pack's type, so st2 goes on accepting every value it accepted (a comma
+/// string for a list, a number for a timestamp, a string for a boolean); slackctl's better
+/// type then travels in the `wire_types` tag and the binary accepts both and sends the wire
+/// form. New parameters get the best type directly. Timestamps are always marked, so a
+/// number given for one is written back as Slack's six-decimal text.
+fn declared_and_wire(
+    name: &str,
+    kind: Option<&str>,
+    best: &'static str,
+    st2: Option<&St2Param>,
+) -> (String, Option<&'static str>) {
+    let declared = st2.map_or(best, |s| st2_type_name(&s.ty));
+    let wire = if is_timestamp(name, kind) {
+        Some("timestamp")
+    } else if declared != best {
+        Some(best)
+    } else {
+        None
+    };
+    (declared.to_string(), wire)
+}
+
+/// st2's type names as static strings (the pack only uses these six).
+fn st2_type_name(t: &str) -> &'static str {
+    match t {
+        "integer" => "integer",
+        "number" => "number",
+        "boolean" => "boolean",
+        "array" => "array",
+        "object" => "object",
+        _ => "string",
+    }
+}
+
+/// One-line descriptions, in our own words, for arguments of the most used methods that the
+/// generic rules in [`param_doc`] do not cover. Keyed by method, family prefix (`chat.`) or
+/// `*`, and argument.
+const PARAM_DOCS: &[(&str, &str, &str)] = &[
+    (
+        "chat.",
+        "text",
+        "Message text (mrkdwn); also the fallback shown in notifications",
+    ),
+    (
+        "chat.",
+        "markdown_text",
+        "Message as standard Markdown; use instead of text",
+    ),
+    (
+        "chat.",
+        "as_user",
+        "Legacy: act as the authed user (classic apps only)",
+    ),
+    (
+        "chat.",
+        "link_names",
+        "Turn @names and #channels in the text into links",
+    ),
+    ("chat.", "parse", "How Slack treats the text: full or none"),
+    ("*", "username", "Display name for the bot on this message"),
+    (
+        "*",
+        "icon_emoji",
+        "Emoji shown as the bot's icon, e.g. :robot_face:",
+    ),
+    ("*", "icon_url", "Image URL shown as the bot's icon"),
+    (
+        "chat.",
+        "reply_broadcast",
+        "Also show a thread reply in the channel",
+    ),
+    (
+        "chat.",
+        "unfurl_links",
+        "Expand previews of links to text content",
+    ),
+    ("chat.", "unfurl_media", "Expand previews of media links"),
+    (
+        "chat.",
+        "container_id",
+        "Container (e.g. a canvas or list) the message belongs to",
+    ),
+    (
+        "chat.",
+        "current_draft_last_updated_ts",
+        "Last-edit time of the draft this message replaces",
+    ),
+    ("chat.", "post_at", "When to post, as Unix seconds"),
+    (
+        "*",
+        "include_locale",
+        "Add each user's or conversation's locale to the answer",
+    ),
+    (
+        "team.info",
+        "include_slackbot_availability",
+        "Report whether Slackbot is available in the workspace",
+    ),
+    (
+        "team.info",
+        "domain",
+        "Workspace domain to look up instead of the token's workspace",
+    ),
+    ("*", "email", "Email address of the account to find"),
+    ("*", "file", "File ID (F...)"),
+    (
+        "reactions.",
+        "file_comment",
+        "File comment ID (Fc...), for old file comments",
+    ),
+    (
+        "reactions.",
+        "full",
+        "Return every reaction, not only a summary",
+    ),
+    ("views.", "external_id", "Your own unique ID for the view"),
+    ("views.", "view_id", "View ID (V...) to change"),
+    (
+        "views.",
+        "hash",
+        "Hash from the last view answer; refuses stale updates",
+    ),
+    (
+        "views.",
+        "trigger_id",
+        "Trigger ID from an interaction, valid for 3 seconds",
+    ),
+    (
+        "views.",
+        "interactivity_pointer",
+        "Interactivity pointer from a workflow step; instead of trigger_id",
+    ),
+    ("files.", "filename", "Name the file gets in Slack"),
+    ("files.", "length", "Size of the file in bytes"),
+    (
+        "files.",
+        "alt_text",
+        "Description of an image for screen readers",
+    ),
+    ("files.", "alt_txt", "Older spelling of alt_text"),
+    (
+        "files.",
+        "snippet_type",
+        "Syntax type for a text snippet, e.g. python",
+    ),
+    (
+        "files.",
+        "initial_comment",
+        "Message posted with the shared file",
+    ),
+    (
+        "conversations.",
+        "is_private",
+        "Create a private channel instead of a public one",
+    ),
+    (
+        "conversations.",
+        "purpose",
+        "New purpose text of the conversation",
+    ),
+    (
+        "conversations.",
+        "topic",
+        "New topic text of the conversation",
+    ),
+    (
+        "conversations.",
+        "return_im",
+        "Return the full conversation object for a DM",
+    ),
+    (
+        "files.",
+        "show_files_hidden_by_limit",
+        "Include files hidden by the free plan's storage limit",
+    ),
+    (
+        "chat.",
+        "unfurl_id",
+        "Unfurl ID from the link_shared event; with source, instead of channel+ts",
+    ),
+    (
+        "chat.",
+        "user_auth_message",
+        "Message asking the user to authenticate, shown instead of a preview",
+    ),
+    (
+        "chat.",
+        "user_auth_url",
+        "URL where the user authenticates to see previews",
+    ),
+    (
+        "users.profile.set",
+        "value",
+        "New value of the profile field given in name",
+    ),
+    (
+        "chat.unfurl",
+        "source",
+        "Where the link was posted: composer or conversations_history",
+    ),
+    (
+        "conversations.create",
+        "name",
+        "Channel name: lowercase, no spaces or periods",
+    ),
+    (
+        "conversations.rename",
+        "name",
+        "New channel name: lowercase, no spaces or periods",
+    ),
+    (
+        "users.profile.set",
+        "name",
+        "Profile field to set (with value), instead of profile",
+    ),
+    (
+        "reactions.add",
+        "name",
+        "Emoji name without colons, e.g. thumbsup",
+    ),
+    (
+        "reactions.remove",
+        "name",
+        "Emoji name without colons, e.g. thumbsup",
+    ),
+];
+
+/// The entry for `name` of `method`: an exact method first, then a family prefix such as
+/// `chat.`, then `*`.
+fn param_doc_table(method: &str, name: &str) -> Option<&'static str> {
+    let hit = |test: &dyn Fn(&str) -> bool| {
+        PARAM_DOCS
+            .iter()
+            .find(|(m, n, _)| *n == name && test(m))
+            .map(|(_, _, d)| *d)
+    };
+    hit(&|m| m == method)
+        .or_else(|| hit(&|m| m.ends_with('.') && method.starts_with(m)))
+        .or_else(|| hit(&|m| m == "*"))
+}
+
 fn param_doc(
     name: &str,
     kind: Option<&str>,
@@ -449,7 +787,8 @@ fn param_doc(
             "JSON array (a JSON string is accepted too)".to_string()
         }
         (n, k) if is_timestamp(n, k) => {
-            "Slack timestamp, passed on as the exact string".to_string()
+            "Slack timestamp: its exact text (a number is written back with six decimals)"
+                .to_string()
         }
         ("cursor", _) => "Cursor from the previous page's response_metadata.next_cursor".into(),
         ("limit", _) => "Maximum number of items per page".into(),
@@ -498,13 +837,15 @@ fn yaml_str(s: &str) -> String {
 }
 
 struct P {
-    ty: &'static str,
+    /// The `type` written to the YAML: what st2 validates by.
+    ty: String,
+    /// slackctl's own type when it differs from `ty`, or `timestamp` (the `wire_types` tag).
+    wire: Option<&'static str>,
     description: String,
     required: bool,
     default: Option<String>,
     immutable: bool,
     secret: bool,
-    enum_values: Vec<String>,
 }
 
 fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
@@ -512,53 +853,84 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     params.insert(
         "end_point".into(),
         P {
-            ty: "string",
+            ty: "string".into(),
+            wire: None,
             description: "Slack method this action calls; fixed".into(),
             required: false,
             default: Some(yaml_str(&m.name)),
             immutable: true,
             secret: false,
-            enum_values: vec![],
         },
     );
     params.insert(
         "http_method".into(),
         P {
-            ty: "string",
-            description: "HTTP verb; defaults to the one Slack prefers for this method".into(),
+            ty: "string".into(),
+            wire: None,
+            description:
+                "HTTP verb (GET or POST); defaults to the one Slack prefers for this method".into(),
+            // st2's pack marks it required; the default always satisfies that.
             required: true,
             default: Some(m.http_method.clone()),
             immutable: false,
             secret: false,
-            enum_values: vec!["GET".into(), "POST".into()],
+            // No enum: the original pack had none, so st2 must keep accepting any text.
         },
     );
     let st2p = |n: &str| st2.and_then(|a| a.parameters.get(n));
     let comma_lists: Vec<&str> = m
         .params
         .iter()
-        .filter(|p| is_comma_list(&p.name, &p.ty))
+        .filter(|p| p.comma || is_comma_list(&p.name, &p.ty))
+        .map(|p| p.name.as_str())
+        .collect();
+    let json_text: Vec<&str> = m
+        .params
+        .iter()
+        .filter(|p| p.json_text)
         .map(|p| p.name.as_str())
         .collect();
     for p in &m.params {
         let s = st2p(&p.name);
-        let ty = st2_type(&p.name, p.kind.as_deref(), &p.ty, s.map(|s| s.ty.as_str()));
-        let enum_values = p
+        let ty = p.best.unwrap_or_else(|| {
+            st2_type(&p.name, p.kind.as_deref(), &p.ty, s.map(|s| s.ty.as_str()))
+        });
+        let enum_values: Vec<String> = p
             .enum_values
             .iter()
             .flatten()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect();
+        let mut description = param_doc(&p.name, p.kind.as_deref(), ty, &p.ty, p.default.as_ref());
+        if let Some(d) = param_doc_table(&m.name, &p.name) {
+            // The table's line first, then any generic note (e.g. Slack's default).
+            description = if description.is_empty() {
+                d.to_string()
+            } else {
+                format!("{d}. {description}")
+            };
+        }
+        // Known values are documentation only: an enum would make st2 refuse values the
+        // original pack let through, and the SDKs (the ground truth for what Slack accepts)
+        // take any text there, so a value newer than Slack's table must not be refused.
+        if !enum_values.is_empty() && ty == "string" {
+            if !description.is_empty() {
+                description.push_str(". ");
+            }
+            let _ = write!(description, "Known values: {}", enum_values.join(", "));
+        }
+        let (declared, wire) = declared_and_wire(&p.name, p.kind.as_deref(), ty, s);
         params.insert(
             p.name.clone(),
             P {
-                ty,
-                description: param_doc(&p.name, p.kind.as_deref(), ty, &p.ty, p.default.as_ref()),
-                required: p.required || s.is_some_and(|s| s.required),
+                ty: declared,
+                wire,
+                description,
+                // Slack's table and the SDKs decide (merge_sdk); never the st2 pack.
+                required: p.required,
                 default: None,
                 immutable: false,
                 secret: false,
-                enum_values: if ty == "string" { enum_values } else { vec![] },
             },
         );
     }
@@ -570,16 +942,17 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
                 continue;
             }
             let ty = st2_type(n, None, &s.ty, Some(&s.ty));
+            let (declared, wire) = declared_and_wire(n, None, ty, Some(s));
             params.insert(
                 n.clone(),
                 P {
-                    ty,
+                    ty: declared,
+                    wire,
                     description: "Kept for StackStorm compatibility; not in Slack's current reference".into(),
-                    required: s.required,
+                    required: false,
                     default: None,
                     immutable: s.immutable,
                     secret: false,
-                    enum_values: vec![],
                 },
             );
             let _ = &s.default;
@@ -589,13 +962,13 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         params.insert(
             "token".into(),
             P {
-                ty: "string",
+                ty: "string".into(),
+                wire: None,
                 description: "Token for this call; overrides SLACK_TOKEN and action_token".into(),
                 required: false,
                 default: None,
                 immutable: false,
                 secret: true,
-                enum_values: vec![],
             },
         );
     }
@@ -692,6 +1065,25 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
     if !comma_lists.is_empty() {
         tags.push((tag::COMMA_LISTS, comma_lists.join(",")));
     }
+    if !json_text.is_empty() {
+        tags.push((tag::JSON_TEXT, json_text.join(",")));
+    }
+    if m.sdk != "python" {
+        tags.push((tag::SDK, m.sdk.to_string()));
+    }
+    if m.sdk == "python" && BASIC_AUTH.contains(&m.name.as_str()) {
+        tags.push((tag::CLIENT_AUTH, "basic".to_string()));
+    }
+
+    let mut wire: Vec<(&String, &str)> = params
+        .iter()
+        .filter_map(|(n, p)| p.wire.map(|w| (n, w)))
+        .collect();
+    wire.sort_by_key(|(n, _)| (param_rank(n), n.to_string()));
+    if !wire.is_empty() {
+        let list: Vec<String> = wire.iter().map(|(n, w)| format!("{n}:{w}")).collect();
+        tags.push((tag::WIRE_TYPES, list.join(",")));
+    }
 
     let mut out = String::new();
     let _ = writeln!(
@@ -727,12 +1119,6 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         if p.secret {
             out.push_str("    secret: true\n");
         }
-        if !p.enum_values.is_empty() {
-            out.push_str("    enum:\n");
-            for e in &p.enum_values {
-                let _ = writeln!(out, "      - {}", yaml_str(e));
-            }
-        }
     }
     out.push_str("tags:\n");
     for (k, v) in tags {
@@ -742,4 +1128,260 @@ fn render(m: &Method, st2: Option<&St2Action>, description: &str) -> String {
         let _ = writeln!(out, "  - name: {k}\n    value: {}", yaml_str(&v));
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SDKs: what Slack's official clients accept and how they put it on the wire.
+// ---------------------------------------------------------------------------------------------
+
+/// One deliberate difference from slack_sdk's request or from a data source, and why. This
+/// is the only such list: the differential test (tests/sdk/differential.py) reads it through
+/// `slackctl-import --print-deviations` and fails on any difference not listed here.
+struct Deviation {
+    method: &'static str,
+    /// The argument concerned, or `*` for the whole method.
+    arg: &'static str,
+    /// `required`: slackctl requires what slack_sdk leaves optional (or the reverse);
+    /// `sdk_refuses`: slack_sdk itself refuses the call; `st2_required`: a policy note.
+    kind: &'static str,
+    why: &'static str,
+}
+
+const DEVIATIONS: &[Deviation] = &[
+    Deviation {
+        method: "*",
+        arg: "*",
+        kind: "st2_required",
+        why: "The st2 pack's required flags come from a 2020 spec; they are not used. Dropping \
+              a required flag only widens what st2 accepts, so st2 workflows keep working.",
+    },
+    Deviation {
+        method: "admin.users.session.invalidate",
+        arg: "user_id",
+        kind: "required",
+        why: "Slack's reference (newer than slack_sdk 3.48) requires user_id and deprecates \
+              team_id, which slack_sdk still requires; the newer source wins.",
+    },
+];
+
+/// One-of alternatives read off @slack/web-api's union request types: a call must give at
+/// least one argument of each group. Each group is checked against the Node data (every
+/// member is required in some branch of the union, in none of them all), so a stale entry
+/// fails the import. Pairs that only make sense together (chat.unfurl's channel+ts vs
+/// source+unfurl_id) are not expressible as a group and are left unchecked.
+const NODE_ONE_OF: &[(&str, &[&str])] = &[
+    ("admin.apps.approve", &["app_id", "request_id"]),
+    ("admin.apps.approve", &["enterprise_id", "team_id"]),
+    ("admin.apps.restrict", &["app_id", "request_id"]),
+    ("admin.apps.restrict", &["enterprise_id", "team_id"]),
+    ("admin.apps.clearResolution", &["enterprise_id", "team_id"]),
+    ("admin.apps.requests.cancel", &["enterprise_id", "team_id"]),
+    ("admin.apps.requests.list", &["enterprise_id", "team_id"]),
+    ("admin.apps.restricted.list", &["enterprise_id", "team_id"]),
+    (
+        "admin.apps.uninstall",
+        &["enterprise_id", "team_id", "team_ids"],
+    ),
+    ("admin.conversations.create", &["org_wide", "team_id"]),
+    (
+        "conversations.acceptSharedInvite",
+        &["channel_id", "invite_id"],
+    ),
+    ("conversations.inviteShared", &["emails", "user_ids"]),
+    ("conversations.open", &["channel", "users"]),
+    ("files.remote.info", &["file", "external_id"]),
+    ("files.remote.remove", &["file", "external_id"]),
+    ("files.remote.share", &["file", "external_id"]),
+    ("files.remote.update", &["file", "external_id"]),
+    ("reactions.get", &["channel", "file", "file_comment"]),
+    ("reactions.remove", &["channel", "file", "file_comment"]),
+    ("stars.add", &["channel", "file", "file_comment"]),
+    ("stars.remove", &["channel", "file", "file_comment"]),
+];
+
+/// Methods where slack_sdk sends `client_id`/`client_secret` as HTTP Basic credentials;
+/// slackctl does the same (tag `client_auth: basic`).
+const BASIC_AUTH: &[&str] = &["oauth.access", "oauth.v2.access", "openid.connect.token"];
+
+fn print_deviations() -> ExitCode {
+    let rows: Vec<Value> = DEVIATIONS
+        .iter()
+        .map(
+            |d| serde_json::json!({"method": d.method, "arg": d.arg, "kind": d.kind, "why": d.why}),
+        )
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&rows).unwrap_or_default()
+    );
+    ExitCode::SUCCESS
+}
+
+/// The SDK signature files in `dir` (by name prefix, so a version bump needs no code change).
+fn read_sdks(dir: &Path) -> Result<(PySdk, NodeSdk), String> {
+    let find = |prefix: &str| -> Result<PathBuf, String> {
+        let mut hits: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".json"))
+            })
+            .collect();
+        hits.sort();
+        hits.pop()
+            .ok_or_else(|| format!("{}: no {prefix}*.json", dir.display()))
+    };
+    Ok((
+        read_json(&find("slack_sdk-")?)?,
+        read_json(&find("slack-web-api-")?)?,
+    ))
+}
+
+/// A method only the SDKs know: its facts come from slack_sdk's signature.
+fn method_from_sdk(name: &str, py: &PyMethod) -> Method {
+    Method {
+        name: name.to_string(),
+        sdk: "python",
+        status: "sdk_only".into(),
+        http_method: py
+            .http_verbs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "POST".into()),
+        json_body: Some(py.body.first().is_some_and(|b| b == "json")),
+        token_required: true,
+        params: vec![],
+        deprecated: false,
+        tier: None,
+        scopes: None,
+        user_token_only: false,
+        arg_groups: vec![],
+    }
+}
+
+/// slackctl's type for an argument from the SDKs' declared types.
+fn sdk_type(name: &str, py: Option<&PyArg>, node: Option<&NodeArg>) -> &'static str {
+    let types: Vec<&str> = py
+        .map(|a| a.types.iter().map(String::as_str).collect())
+        .or_else(|| node.map(|a| a.types.iter().map(String::as_str).collect()))
+        .unwrap_or_default();
+    let has = |t: &str| types.contains(&t);
+    if is_timestamp(name, None) {
+        "string"
+    } else if has("array") && !has("object") {
+        "array"
+    } else if has("object") {
+        "object"
+    } else if has("boolean") {
+        "boolean"
+    } else if has("integer") {
+        "integer"
+    } else if has("number") {
+        // Node has no integer type; its numbers are counts and limits.
+        if py.is_none() { "integer" } else { "number" }
+    } else {
+        "string"
+    }
+}
+
+/// Merges the SDKs' facts into one method from Slack's table: verb and body kind as
+/// slack_sdk sends them (Node's form for methods only Node knows), every argument either SDK
+/// accepts, a required flag only where every source that knows the argument requires it,
+/// types as the SDKs declare them, per-field encodings, and Node's one-of groups.
+fn merge_sdk(m: &mut Method, py: Option<&PyMethod>, node: Option<&NodeMethod>) -> Vec<String> {
+    let mut problems = Vec::new();
+    m.sdk = match (py, node) {
+        (Some(_), _) => "python",
+        (None, Some(_)) => "node",
+        _ => "none",
+    };
+    if let Some(py) = py {
+        if let Some(v) = py.http_verbs.first() {
+            m.http_method = v.clone();
+        }
+        m.json_body = Some(py.body.first().is_some_and(|b| b == "json"));
+    } else if node.is_some() {
+        m.json_body = Some(false);
+    }
+    let py_arg = |n: &str| py.and_then(|p| p.args.get(n));
+    let node_arg = |n: &str| node.and_then(|p| p.args.get(n));
+
+    // Arguments the SDKs know that Slack's table does not.
+    let mut extra: BTreeSet<&str> = BTreeSet::new();
+    for n in py.iter().flat_map(|p| p.args.keys()) {
+        extra.insert(n);
+    }
+    for n in node.iter().flat_map(|p| p.args.keys()) {
+        extra.insert(n);
+    }
+    extra.remove("token");
+    for n in extra {
+        if m.params.iter().any(|p| p.name == n) {
+            continue;
+        }
+        m.params.push(MethodParam {
+            name: n.to_string(),
+            best: Some(sdk_type(n, py_arg(n), node_arg(n))),
+            comma: false,
+            json_text: false,
+            ty: "string".into(),
+            kind: None,
+            required: true, // narrowed below: required only if every source says so
+            default: None,
+            enum_values: None,
+        });
+    }
+
+    for p in &mut m.params {
+        let (pa, na) = (py_arg(&p.name), node_arg(&p.name));
+        // Required only where every source that knows the argument requires it.
+        p.required = p.required && pa.is_none_or(|a| a.required) && na.is_none_or(|a| a.required);
+        let enc = pa.and_then(|a| a.encoding.as_deref());
+        p.comma = enc == Some("comma_join_if_list");
+        p.json_text = matches!(enc, Some("json_dumps" | "json_dumps_if_list"));
+        if p.best.is_none() && (pa.is_some() || na.is_some()) {
+            let declared = sdk_type(&p.name, pa, na);
+            let table = st2_type(&p.name, p.kind.as_deref(), &p.ty, None);
+            // The SDKs decide where they disagree with the table: strings where an ID only
+            // looks numeric, objects where the table says "string" for structured input.
+            // slack_sdk's declaration decides (Node's when slack_sdk lacks the argument): text
+            // is the widest type, and slackctl still takes numbers, booleans and JSON for it.
+            let sdk_says_string = pa
+                .map(|a| &a.types)
+                .or(na.map(|a| &a.types))
+                .is_some_and(|t| t.iter().all(|x| x == "string"));
+            p.best = Some(match (table, declared) {
+                ("integer" | "number" | "boolean" | "object", "string") if sdk_says_string => {
+                    "string"
+                }
+                ("object", "array") => "array",
+                ("string", "object") => "object",
+                ("string", "array") if p.comma => "array",
+                _ => table,
+            });
+        }
+    }
+
+    for (method, group) in NODE_ONE_OF.iter().filter(|(n, _)| *n == m.name) {
+        for a in *group {
+            match node_arg(a) {
+                Some(n) if n.required_in_some_branch && !n.required => {}
+                Some(_) => problems.push(format!("{method}: {a} is not a Node one-of member")),
+                None if py_arg(a).is_some() || m.params.iter().any(|p| p.name == *a) => {}
+                None => problems.push(format!("{method}: one-of member {a} is unknown")),
+            }
+        }
+        m.arg_groups.push(ArgGroup {
+            args: group.iter().map(|s| s.to_string()).collect(),
+            mutually_exclusive: false,
+            required: true,
+        });
+    }
+    // A group that names an argument nobody knows any more cannot be satisfied.
+    let names: BTreeSet<String> = m.params.iter().map(|p| p.name.clone()).collect();
+    m.arg_groups
+        .retain(|g| g.args.iter().all(|a| names.contains(a)));
+    problems
 }

@@ -141,7 +141,7 @@ pub async fn run(
     let mut first_line: HashMap<String, u64> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut input = records::open(&opts.each, opts.format)?;
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = crate::progress::Progress::start();
     let mut done = 0u64;
     let mut stopped = false;
     let tally =
@@ -158,7 +158,7 @@ pub async fn run(
             match next {
                 Err(e) => {
                     // A malformed record fails alone; the rest go on.
-                    let line = json!({"identifier": null, "success": false, "error": e.message});
+                    let line = json!({"identifier": null, "success": false, "error": crate::redact::scrub(&e.message)});
                     tally(&line, &mut summary);
                     stopped |= !emit(&line);
                 }
@@ -190,19 +190,14 @@ pub async fn run(
             .unwrap_or_else(|e| json!({"success": false, "error": format!("internal error: {e}")}));
         tally(&line, &mut summary);
         done += 1;
-        if progress {
-            eprint!(
-                "\rslackctl: {done} record(s) done, {} failed",
-                summary.failed
-            );
+        if let Some(p) = &progress {
+            p.records(done, summary.failed);
         }
         if !emit(&line) {
             stopped = true;
         }
     }
-    if progress {
-        eprintln!();
-    }
+    drop(progress);
     if opts.mode == Mode::Mirror && !stopped {
         let gone: Vec<(String, Entry)> = ctx
             .journal
@@ -234,7 +229,8 @@ fn identifier(rec: &Record, field: Option<&str>) -> String {
 }
 
 fn failure(id: &str, e: &Error) -> Value {
-    let mut line = json!({"identifier": id, "success": false, "error": e.message});
+    let mut line =
+        json!({"identifier": id, "success": false, "error": crate::redact::scrub(&e.message)});
     if let Some(r) = &e.response {
         line["result"] = (**r).clone();
     }

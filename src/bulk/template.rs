@@ -3,7 +3,13 @@
 //!
 //! Filters cannot wait for HTTP, so rendering runs twice when needed: the first pass records
 //! which lookups are missing from the cache, they are resolved (once per run, misses cached
-//! too), and the second pass renders with the answers. Unknown fields are errors.
+//! too), and the second pass renders with the answers. Unknown fields are errors naming the
+//! field.
+//!
+//! Templates come from the command line but their data from files that may be hostile, so
+//! every render is bounded: source size, nesting depth, work ("fuel": instructions plus every
+//! byte produced, checked before a large allocation) and output size. A template over a bound
+//! fails its record alone, before anything is sent for it.
 
 use crate::error::{Error, Result};
 use minijinja::{Environment, UndefinedBehavior};
@@ -28,9 +34,21 @@ pub struct Cache {
 
 pub type SharedCache = Arc<Mutex<Cache>>;
 
+/// Longest template source accepted.
+pub const MAX_SOURCE: usize = 64 * 1024;
+/// Deepest nesting (loops, calls, filters) a render may reach.
+pub const MAX_DEPTH: usize = 64;
+/// Work budget of one render, in MiniJinja fuel: one per instruction, one per 64 bytes of
+/// data produced. Enough for any real message, far below what exhausts time or memory.
+pub const FUEL: u64 = 500_000;
+/// Longest rendered value: Slack refuses anything near this in one argument anyway.
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+
 pub fn environment(cache: SharedCache) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(MAX_DEPTH);
     let c = cache.clone();
     env.add_filter(
         "slack_user_by_email",
@@ -101,20 +119,115 @@ pub fn render(
     line: u64,
     param: &str,
 ) -> Result<String> {
+    let at = format!("record {line}: parameter {param}");
+    if source.len() > MAX_SOURCE {
+        return Err(Error::usage(format!(
+            "{at}: the template is longer than {MAX_SOURCE} bytes"
+        )));
+    }
     let ctx = to_context(&Value::Object(record.clone()));
-    env.render_str(source, ctx).map_err(|e| {
-        let mut msg = format!("record {line}: parameter {param}: {}", e.kind());
-        if let Some(detail) = e.detail() {
-            msg.push_str(": ");
-            msg.push_str(detail);
+    let rendered = env
+        .template_from_str(source)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| explain(env, source, record, &at, &e))?;
+    if rendered.len() > MAX_OUTPUT {
+        return Err(Error::usage(format!(
+            "{at}: the template produced more than {MAX_OUTPUT} bytes; nothing was sent for this record"
+        )));
+    }
+    Ok(rendered)
+}
+
+/// A render error in words: which field is missing, or which bound was hit.
+fn explain(
+    env: &Environment<'_>,
+    source: &str,
+    record: &Map<String, Value>,
+    at: &str,
+    e: &minijinja::Error,
+) -> Error {
+    let detail = e.detail().unwrap_or("");
+    let bound = |what: &str| {
+        Error::usage(format!("{at}: {what}; nothing was sent for this record"))
+            .hint("simplify the template: it is meant to fill in fields, not to compute")
+    };
+    match e.kind() {
+        minijinja::ErrorKind::OutOfFuel => {
+            return bound("the template does too much work (over its step and size budget)");
+        }
+        _ if detail.contains("recursion") => {
+            return bound(&format!(
+                "the template nests too deeply (more than {MAX_DEPTH} levels)"
+            ));
+        }
+        _ if detail.contains("too large") => {
+            return bound("the template builds a value that is too large");
+        }
+        _ => {}
+    }
+    // A missing field is the usual cause of an undefined value, and also of an operator
+    // failing on one (`'x' * n`): name it.
+    let missing = missing_fields(env, source, record);
+    if let Some(name) = missing.first() {
+        let fields: Vec<&str> = record.keys().map(String::as_str).collect();
+        let mut msg = format!("{at}: the record has no field `{name}`");
+        if e.kind() != minijinja::ErrorKind::UndefinedError && !detail.is_empty() {
+            msg.push_str(&format!(" ({detail})"));
         }
         let mut err = Error::usage(msg);
-        if e.kind() == minijinja::ErrorKind::UndefinedError {
-            let fields: Vec<&str> = record.keys().map(String::as_str).collect();
-            err = err.hint(format!("the record's fields are: {}", fields.join(", ")));
+        if let Some(best) = crate::catalog::suggest_from(name, fields.iter().copied(), 1).first() {
+            err = err.hint(format!("did you mean `{best}`?"));
         }
-        err
-    })
+        let shown = if fields.is_empty() {
+            "none".to_string()
+        } else {
+            fields.join(", ")
+        };
+        return err.hint(format!("the record's fields are: {shown}"));
+    }
+    let mut msg = format!("{at}: {}", e.kind());
+    if !detail.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(detail);
+    }
+    if let Some(l) = e.line() {
+        msg.push_str(&format!(" (template line {l})"));
+    }
+    Error::usage(msg)
+}
+
+/// Fields (dotted for nested ones) the template reads that the record lacks.
+fn missing_fields(env: &Environment<'_>, source: &str, record: &Map<String, Value>) -> Vec<String> {
+    let Ok(t) = env.template_from_str(source) else {
+        return Vec::new();
+    };
+    let mut missing: Vec<String> = t
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|path| {
+            let mut parts = path.split('.');
+            let Some(first) = parts.next() else {
+                return false;
+            };
+            // Names MiniJinja itself defines are not fields.
+            if env.globals().any(|(k, _)| k == first) {
+                return false;
+            }
+            let mut v = match record.get(first) {
+                Some(v) => v,
+                None => return true,
+            };
+            for p in parts {
+                match v.get(p) {
+                    Some(next) => v = next,
+                    None => return v.is_object(),
+                }
+            }
+            false
+        })
+        .collect();
+    missing.sort();
+    missing
 }
 
 #[cfg(test)]
@@ -184,5 +297,66 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn hostile_templates_fail_with_a_bound_not_an_abort() {
+        let env = environment(SharedCache::default());
+        let rec = json!({"name": "Ada"}).as_object().unwrap().clone();
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(30_000), ")".repeat(30_000));
+        let doubled = format!(
+            "{{% set s = 'xx' %}}{}{{{{ s }}}}",
+            "{% set s = s ~ s %}".repeat(40)
+        );
+        let loops =
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let huge = "{{ 'x' * 90000000 }}";
+        let nested = format!(
+            "{}x{}",
+            "{% for a in [1] %}".repeat(200),
+            "{% endfor %}".repeat(200)
+        );
+        for (src, want) in [
+            (deep.as_str(), "nest"),
+            (&"x".repeat(MAX_SOURCE + 1), "longer than"),
+            (
+                &format!("{{{{ {}1{} }}}}", "(".repeat(500), ")".repeat(500)),
+                "nest",
+            ),
+            (doubled.as_str(), "too much work"),
+            (loops, "too much work"),
+            (huge, "too much work"),
+            (nested.as_str(), "nest"),
+        ] {
+            let e = render(&env, src, &rec, 3, "text").unwrap_err();
+            assert!(
+                e.message.starts_with("record 3: parameter text: "),
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+        // Ordinary templates are well inside the bounds.
+        let ok = "{% for i in range(200) %}{{ name }} {% endfor %}";
+        assert_eq!(render(&env, ok, &rec, 1, "text").unwrap().len(), 800);
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let env = environment(SharedCache::default());
+        let rec = json!({"name": "Ada", "user": {"email": "a@x.io"}})
+            .as_object()
+            .unwrap()
+            .clone();
+        let e = render(&env, "Hi {{ nmae }}", &rec, 2, "text").unwrap_err();
+        assert!(e.message.contains("no field `nmae`"), "{}", e.message);
+        assert!(
+            e.hints.iter().any(|h| h.contains("`name`")),
+            "{:?}",
+            e.hints
+        );
+        let e = render(&env, "{{ user.mail }}", &rec, 2, "text").unwrap_err();
+        assert!(e.message.contains("no field `user.mail`"), "{}", e.message);
+        assert!(!e.message.contains("undefined value"), "{}", e.message);
     }
 }

@@ -115,7 +115,17 @@ pub struct ArgGroup {
 #[derive(Debug)]
 pub struct Param {
     pub name: &'static str,
+    /// The type slackctl validates and encodes by: the best type for Slack's wire form.
     pub ty: ParamType,
+    /// The `type` the YAML declares, which is what st2 validates by. It differs from `ty`
+    /// only where the original pack declared a wider type that st2 workflows rely on (e.g. a
+    /// comma string for a list, a number for a timestamp); slackctl then accepts both.
+    pub declared: ParamType,
+    /// A Slack timestamp: kept as exact text, numbers written back with six decimals.
+    pub timestamp: bool,
+    /// A list Slack takes as one comma-separated string (from the `comma_lists` tag); other
+    /// arrays hold JSON (blocks, attachments).
+    pub comma_list: bool,
     /// Element type of an array parameter.
     pub items: Option<ParamType>,
     pub required: bool,
@@ -323,6 +333,11 @@ mod tests {
                     "ts" | "thread_ts" | "latest" | "oldest" | "timestamp"
                 ) {
                     assert_eq!(p.ty, ParamType::String, "{}.{}", a.name, p.name);
+                    assert!(
+                        p.timestamp,
+                        "{}.{} is not marked a timestamp",
+                        a.name, p.name
+                    );
                 }
             }
         }

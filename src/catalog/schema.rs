@@ -97,6 +97,17 @@ pub mod tag {
     pub const ARG_GROUPS: &str = "arg_groups";
     /// List parameters Slack takes as one comma-separated string, in JSON bodies too.
     pub const COMMA_LISTS: &str = "comma_lists";
+    /// slackctl's own type for parameters whose declared st2 `type` is kept wider for
+    /// compatibility with the original pack: `name:type,...`, where type is an st2 type name
+    /// or `timestamp` (a Slack ts: exact text, numbers written back with six decimals).
+    pub const WIRE_TYPES: &str = "wire_types";
+    /// Parameters sent as JSON text in a form even when they are lists of plain values.
+    pub const JSON_TEXT: &str = "json_text";
+    /// Whose wire form the method follows when it is not slack_sdk's: `node` (only Node's
+    /// SDK knows it: lists and objects as JSON text, booleans as true/false) or `none`.
+    pub const SDK: &str = "sdk";
+    /// `basic`: client_id and client_secret travel as HTTP Basic credentials.
+    pub const CLIENT_AUTH: &str = "client_auth";
 }
 
 impl ActionFile {

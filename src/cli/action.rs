@@ -3,7 +3,7 @@
 
 use crate::catalog::{self, Action};
 use crate::error::{Error, Result};
-use crate::output::{Format, Out};
+use crate::output::{self, Fit, Format, Out};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
@@ -23,7 +23,7 @@ pub enum ActionCommand {
         #[arg(short, long)]
         yaml: bool,
         /// Only actions with this status (current, deprecated, retired, undocumented, sdk_only)
-        #[arg(long)]
+        #[arg(long, value_parser = super::args::status)]
         status: Option<String>,
     },
     /// Show one action: `chat.postMessage` or `slack.chat.postMessage`
@@ -60,11 +60,17 @@ pub fn run(cmd: ActionCommand) -> Result<u8> {
                 let v = Value::Array(matches.iter().map(|a| action_json(a)).collect());
                 out.value(&v, if json { Format::Json } else { Format::Yaml });
             } else if out.tty {
-                let rows: Vec<[String; 3]> = matches
+                let rows: Vec<Vec<String>> = matches
                     .iter()
-                    .map(|a| [a.reference(), catalog::PACK.into(), list_description(a)])
+                    .map(|a| vec![a.reference(), catalog::PACK.into(), list_description(a)])
                     .collect();
-                out.write_str(&table(&["ref", "pack", "description"], &rows));
+                let width = output::terminal_width();
+                out.write_str(&output::table(
+                    &["ref", "pack", "description"],
+                    &rows,
+                    width,
+                    Fit::Truncate,
+                ));
             } else {
                 let mut s = String::with_capacity(matches.len() * 100);
                 for a in &matches {
@@ -72,7 +78,7 @@ pub fn run(cmd: ActionCommand) -> Result<u8> {
                     s.push('\t');
                     s.push_str(catalog::PACK);
                     s.push('\t');
-                    s.push_str(&list_description(a));
+                    s.push_str(&output::tsv_cell(&list_description(a)));
                     s.push('\n');
                 }
                 out.write_str(&s);
@@ -93,10 +99,17 @@ pub fn run(cmd: ActionCommand) -> Result<u8> {
             } else {
                 let rows = property_rows(action);
                 if out.tty {
-                    out.write_str(&table(&["Property", "Value"], &rows));
+                    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+                    let width = output::terminal_width();
+                    out.write_str(&output::table(
+                        &["Property", "Value"],
+                        &rows,
+                        width,
+                        Fit::Wrap,
+                    ));
                 } else {
                     for [k, v] in rows {
-                        out.write_str(&format!("{k}\t{}\n", v.replace('\n', "\n\t")));
+                        out.write_str(&format!("{k}\t{}\n", output::tsv_cell(&v)));
                     }
                 }
             }
@@ -137,7 +150,8 @@ pub fn action_json(a: &Action) -> Value {
     let mut params = Map::new();
     for p in a.params {
         let mut o = Map::new();
-        o.insert("type".into(), json!(p.ty.as_str()));
+        // st2 shows the declared type; slackctl's narrower one is in the wire_types tag.
+        o.insert("type".into(), json!(p.declared.as_str()));
         o.insert("required".into(), json!(p.required));
         o.insert(
             "default".into(),
@@ -185,9 +199,9 @@ fn metadata(a: &Action) -> Value {
     })
 }
 
+/// The Property/Value view. Parameters get one row each in words (JSON only with --json),
+/// so a piped `action get` stays one record per line.
 fn property_rows(a: &Action) -> Vec<[String; 2]> {
-    let v = action_json(a);
-    let params = serde_json::to_string_pretty(&v["parameters"]).unwrap_or_default();
     let mut rows = vec![
         ["uid".into(), a.uid()],
         ["ref".into(), a.reference()],
@@ -197,9 +211,11 @@ fn property_rows(a: &Action) -> Vec<[String; 2]> {
         ["enabled".into(), a.enabled.to_string()],
         ["entry_point".into(), a.entry_point.into()],
         ["runner_type".into(), a.runner_type.into()],
-        ["parameters".into(), params],
-        ["status".into(), a.status.as_str().into()],
     ];
+    for p in a.params {
+        rows.push([format!("parameters.{}", p.name), param_summary(p)]);
+    }
+    rows.push(["status".into(), a.status.as_str().into()]);
     if let Some(r) = a.replacement {
         rows.push(["replacement".into(), r.into()]);
     }
@@ -221,6 +237,31 @@ fn property_rows(a: &Action) -> Vec<[String; 2]> {
     rows
 }
 
+/// One parameter in words: "string, required: …" / "integer, default 100: …".
+fn param_summary(p: &catalog::Param) -> String {
+    let mut s = p.ty.as_str().to_string();
+    if p.required {
+        s.push_str(", required");
+    }
+    if let Some(d) = p.default {
+        s.push_str(&format!(", default {d}"));
+    }
+    if p.immutable {
+        s.push_str(", immutable");
+    }
+    if p.secret {
+        s.push_str(", secret");
+    }
+    if !p.enum_values.is_empty() {
+        s.push_str(&format!(", one of {}", p.enum_values.join("|")));
+    }
+    if !p.description.is_empty() {
+        s.push_str(": ");
+        s.push_str(p.description);
+    }
+    s
+}
+
 fn scopes_text(a: &Action) -> String {
     let mut parts = Vec::new();
     if !a.scopes_bot.is_empty() {
@@ -230,18 +271,4 @@ fn scopes_text(a: &Action) -> String {
         parts.push(format!("user: {}", a.scopes_user.join(", ")));
     }
     parts.join("; ")
-}
-
-/// A bordered table for terminals.
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut b = tabled::builder::Builder::default();
-    b.push_record(header.iter().map(|s| s.to_string()));
-    for r in rows {
-        b.push_record(r.iter().cloned());
-    }
-    let mut t = b.build();
-    t.with(tabled::settings::Style::ascii());
-    let mut s = t.to_string();
-    s.push('\n');
-    s
 }

@@ -10,9 +10,37 @@ use crate::params::{self, ValidateOpts};
 use crate::run::{RunOptions, call_method};
 use serde_json::Value;
 
+/// The seeded workspace, for `slackctl emulator --help` (the README lists the same; the
+/// README test checks every id here against a running emulator).
+pub const SEED_HELP: &str = "\
+Seed data (the same on every start; counts for the default --users 25):
+  Tokens:
+    xoxb-emulator-bot-token      bot user U0BOT (emulator-bot), every bot scope
+    xoxp-emulator-user-token     user U0000001 (primary owner, admin), every user scope
+    xapp-emulator-app-token      app-level: only apps.connections.open (Socket Mode)
+    xoxb-emulator-limited-token  bot with only chat:write (to see missing_scope)
+    anything else gets invalid_auth
+  Users: U0000001 ... U0000025, named user01 ... user25, e-mail user01@example.com ...
+    U0000001 user01 Ada Rossum (primary owner, admin)
+    U0000002 user02 Grace Wirth (admin)
+    U0000003 user03 Alan Diffie
+    U0000025 user25 (deleted)
+    U0BOT emulator-bot, USLACKBOT slackbot
+  Channels (the bot is a member of those marked *):
+    C0000001 #general*   C0000002 #random*   C0000003 #ops*   C0000009 #engineering*
+    C0000013 #incidents*   C0000026 #leadership* (private)   C0000025 #old-project (archived)
+    C0000004 ... C0000024: #announcements #backend #data #design #docs #engineering #finance
+    #frontend #hr #incidents #infra #legal #marketing #mobile #oncall #product #qa #releases
+    #sales #security #support
+  Team T0EMULATOR (Emulator Workspace). Incoming webhook (posts into #general):
+    <base URL>/services/T0EMULATOR/B0EMULATOR/EmulatorWebhookSecret0001
+  The first stdout line is JSON with the URLs and tokens; the emulator has no real
+  authentication, so keep it on loopback.";
+
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = SEED_HELP, after_help = "Seed users, channels and tokens: --help")]
 pub struct EmulatorArgs {
-    /// Address to listen on (port 0 picks a free one)
+    /// Address to listen on (port 0 picks a free one); anything but loopback gets a warning
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: std::net::SocketAddr,
     /// Number of seeded users
@@ -32,6 +60,14 @@ pub struct EmulatorArgs {
 /// Runs until SIGINT/SIGTERM. The first stdout line is a JSON object with the URLs and tokens
 /// (tests and scripts read it); a human summary goes to stderr.
 pub fn run(args: EmulatorArgs) -> Result<u8> {
+    if !args.listen.ip().is_loopback() {
+        crate::log::warn(&format!(
+            "listening on {}: the emulator has no real authentication (its tokens are published \
+             in its --help), so anyone who can reach this address can read and post; keep it \
+             on loopback or a trusted network",
+            args.listen
+        ));
+    }
     let rt = super::runtime()?;
     rt.block_on(async {
         let shutdown = shutdown_signals();
@@ -49,7 +85,7 @@ pub fn run(args: EmulatorArgs) -> Result<u8> {
         out.write_str(&format!("{}\n", running.ready_line()));
         out.flush();
         eprintln!(
-            "slackctl emulator: fake Slack workspace at {}\n  export SLACK_API_URL={}\n  export SLACK_TOKEN={}\n  webhook: {}\nCtrl-C stops it.",
+            "slackctl emulator: fake Slack workspace at {}\n  export SLACK_API_URL={}\n  export SLACK_TOKEN={}\n  webhook: {}\nSeeded users, channels and tokens: slackctl emulator --help. Ctrl-C stops it.",
             running.base_url(),
             running.api_url(),
             emulator::tokens::BOT,
@@ -107,11 +143,12 @@ pub fn demo() -> Result<u8> {
         let settings = Settings::for_api(&running.api_url(), emulator::tokens::BOT);
         let client = crate::run::client(&settings, false)?;
         let mut out = Out::new();
+        let bin = super::self_command();
         out.write_str(&format!(
             "slackctl demo: a fake Slack workspace is running at {}\nEach step is a real HTTP call through slackctl's client.\n",
             running.base_url()
         ));
-        let step = |title: &str, cmd: &str| format!("\n== {title}\n$ slackctl run {cmd}\n");
+        let step = |title: &str, cmd: &str| format!("\n== {title}\n$ {bin} run {cmd}\n");
 
         out.write_str(&step("Who am I?", "auth.test"));
         let who = demo_call(&client, &settings, "auth.test", &[], false).await?;
@@ -142,10 +179,13 @@ pub fn demo() -> Result<u8> {
             hist["messages"][0]["text"], hist["messages"][0]["ts"]
         ));
 
-        out.write_str("\n== The posted message comes back as a StackStorm trigger\n$ SLACK_APP_TOKEN=xapp-… slackctl sensor --allow-bot-messages --max-messages 1\n");
+        out.write_str(&format!(
+            "\n== The posted message comes back as a StackStorm trigger\n$ SLACK_APP_TOKEN={} {bin} sensor --allow-bot-messages --max-messages 1\n",
+            emulator::tokens::APP
+        ));
         out.flush();
         let line = demo_sensor(&settings).await?;
-        out.write_str(&format!("{line}\n(the body st2's webhook takes: slackctl sensor | while read -r l; do curl -sS -X POST https://st2/api/v1/webhooks/st2 -H \"St2-Api-Key: $KEY\" -H 'Content-Type: application/json' -d \"$l\"; done)\n"));
+        out.write_str(&format!("{line}\n(the body st2's webhook takes: {bin} sensor | while read -r l; do curl -sS -X POST https://st2/api/v1/webhooks/st2 -H \"St2-Api-Key: $KEY\" -H 'Content-Type: application/json' -d \"$l\"; done)\n"));
 
         out.write_str(&step("Bad input is caught before anything is sent", "chat.postMessage text=oops"));
         let action = catalog::find("chat.postMessage").expect("catalogued");
@@ -156,7 +196,13 @@ pub fn demo() -> Result<u8> {
         }
 
         out.write_str(&format!(
-            "\nTry it yourself:\n  slackctl emulator --listen 127.0.0.1:8089 &\n  export SLACK_API_URL=http://127.0.0.1:8089/api/ SLACK_TOKEN={}\n  slackctl run chat.postMessage channel={general} text=hi\n",
+            "\nTry it yourself (the seeded users, channels and tokens: {bin} emulator --help):\n  \
+             {bin} emulator --listen 127.0.0.1:8089 >/dev/null &\n  \
+             export SLACK_API_URL=http://127.0.0.1:8089/api/ SLACK_TOKEN={}\n  \
+             {bin} run chat.postMessage channel={general} text=hi\n  \
+             {bin} run conversations.history channel={general} limit=2 -o yaml\n  \
+             {bin} run user_by_email email=user02@example.com\n  \
+             kill %1    # stops the emulator\n",
             emulator::tokens::BOT
         ));
         out.flush();

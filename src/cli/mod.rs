@@ -3,6 +3,7 @@
 //! semantics lives below `cli`. Data goes to stdout, everything else to stderr.
 
 pub mod action;
+pub mod args;
 pub mod emulator;
 pub mod run;
 pub mod sensor;
@@ -30,7 +31,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub api_url: Option<String>,
     /// Seconds before one HTTP request gives up (default 30)
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = args::timeout)]
     pub timeout: Option<f64>,
     /// Retries after rate limits and transient failures (default 3)
     #[arg(long, global = true, value_name = "N")]
@@ -39,7 +40,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_rate_limit: bool,
     /// Longest wait for a rate-limit slot, in seconds (default 300), before failing
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = args::max_wait)]
     pub max_wait: Option<f64>,
     /// Log requests and responses to stderr (secrets redacted)
     #[arg(short, long, global = true)]
@@ -60,7 +61,7 @@ pub enum Command {
     Run(run::RunArgs),
     /// Receive Slack messages and print one st2 `slack.message` trigger per line (Socket Mode, RTM or Events API)
     Sensor(sensor::SensorArgs),
-    /// Run the built-in Slack emulator on loopback
+    /// Run the built-in Slack emulator: a fake workspace with seeded users and channels
     Emulator(emulator::EmulatorArgs),
     /// Start the emulator in-process and run a few actions against it through the real client
     Demo,
@@ -88,6 +89,66 @@ impl Cli {
     }
 }
 
+/// Global flags that only change commands which talk to Slack (`run`, `sensor`).
+const CLIENT_FLAGS: &[&str] = &[
+    "config",
+    "profile",
+    "api_url",
+    "timeout",
+    "retries",
+    "no_rate_limit",
+    "max_wait",
+    "verbose",
+];
+
+/// Commands the client flags do not affect: their help leaves them out.
+const NO_CLIENT: &[&str] = &["action", "emulator", "demo", "completions", "man"];
+
+/// The command line as it is parsed and printed: the client flags hidden from the help of
+/// commands they do not affect, and built, so every usage line starts with `slackctl`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| CLIENT_FLAGS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    for name in NO_CLIENT {
+        cmd = cmd.mut_subcommand(name, |sub| with_hidden(sub, &hidden));
+    }
+    cmd.build();
+    cmd
+}
+
+/// Gives `sub` (and its subcommands) hidden copies of `args`, which clap then does not
+/// propagate from the top level: they still parse, but the help leaves them out.
+fn with_hidden(mut sub: clap::Command, args: &[clap::Arg]) -> clap::Command {
+    let names: Vec<String> = sub
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for n in names {
+        sub = sub.mut_subcommand(n, |c| with_hidden(c, args));
+    }
+    sub.args(args.iter().cloned())
+}
+
+/// Parses the process arguments with [`command`].
+pub fn parse() -> std::result::Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The long help of one subcommand, exactly as `slackctl <name> --help` prints it.
+pub fn subcommand_help(name: &str) -> String {
+    let mut cmd = command();
+    cmd.find_subcommand_mut(name)
+        .map(|c| c.render_long_help().to_string())
+        .unwrap_or_default()
+}
+
 /// Runs the parsed command line; returns the exit code.
 pub fn dispatch(cli: Cli, env: Env) -> Result<u8> {
     crate::log::set_quiet(cli.quiet);
@@ -99,14 +160,15 @@ pub fn dispatch(cli: Cli, env: Env) -> Result<u8> {
         Command::Emulator(args) => emulator::run(args),
         Command::Demo => emulator::demo(),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "slackctl", &mut std::io::stdout());
+            let mut cmd = command();
+            // Through `Out`, so a closed pipe (`| head -1`) is a normal end, not a panic.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "slackctl", &mut buf);
+            crate::output::Out::new().write_str(&String::from_utf8_lossy(&buf));
             Ok(crate::exit::SUCCESS)
         }
         Command::Man => {
-            use clap::CommandFactory;
-            let man = clap_mangen::Man::new(Cli::command());
+            let man = clap_mangen::Man::new(command());
             let mut buf = Vec::new();
             man.render(&mut buf)
                 .map_err(|e| crate::error::Error::failed(e.to_string()))?;
@@ -114,6 +176,42 @@ pub fn dispatch(cli: Cli, env: Env) -> Result<u8> {
             out.write_str(&String::from_utf8_lossy(&buf));
             Ok(crate::exit::SUCCESS)
         }
+    }
+}
+
+/// How to run this same binary from the user's shell: `slackctl` when that is what `PATH`
+/// finds, else its path (relative when it is below the current directory), so that printed
+/// commands work when pasted.
+pub fn self_command() -> String {
+    let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok())
+    else {
+        return "slackctl".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("slackctl"))
+            .find(|c| c.is_file())
+            .and_then(|c| c.canonicalize().ok())
+            .is_some_and(|c| c == exe)
+    });
+    if on_path {
+        return "slackctl".into();
+    }
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok())
+        .and_then(|d| exe.strip_prefix(&d).ok().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| exe.clone());
+    let text = shown.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 

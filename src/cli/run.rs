@@ -2,13 +2,12 @@
 //! call, print.
 
 use super::action::find_or_suggest;
-use crate::catalog::{Action, Status};
+use crate::catalog::{Action, GroupKind, Status};
 use crate::config::{Env, Flags};
 use crate::error::{Error, Result};
 use crate::output::{Format, Out, st2_frame};
 use crate::params::{self, ValidateOpts};
 use crate::run::{RunOptions, call_method};
-use std::io::Read;
 
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true)]
@@ -44,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, requires = "each")]
     pub input_format: Option<crate::bulk::records::InputFormat>,
     /// Bulk: calls in flight at once (pacing still applies)
-    #[arg(long, default_value_t = 1, requires = "each")]
+    #[arg(long, default_value_t = 1, requires = "each", value_parser = super::args::concurrency)]
     pub concurrency: usize,
     /// Bulk: the record field that identifies it (default: its line number)
     #[arg(long, value_name = "FIELD", requires = "each")]
@@ -74,10 +73,7 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
         args.help = true;
     }
     let Some(reference) = args.action.clone() else {
-        use clap::CommandFactory;
-        let mut cmd = super::Cli::command();
-        let sub = cmd.find_subcommand_mut("run").expect("run subcommand");
-        let help = sub.render_long_help().to_string();
+        let help = super::subcommand_help("run");
         let mut out = Out::new();
         out.write_str(&help);
         return Ok(if args.help {
@@ -97,14 +93,11 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             .hint("options go before the key=value parameters; see `slackctl run --help`"));
     }
 
+    crate::limits::configure_max_file(env.get(crate::config::env::SLACKCTL_MAX_FILE_SIZE))?;
     let mut raw = params::parse_cli(&args.params)?;
     if let Some(p) = &args.parameters {
         let text = if p == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Error::usage(format!("cannot read parameters from stdin: {e}")))?;
-            s
+            crate::limits::read_stdin("--parameters", crate::limits::max_file())?
         } else {
             p.clone()
         };
@@ -277,7 +270,9 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
                     .as_deref()
                     .or(e.response.as_deref())
                     .cloned()
-                    .unwrap_or_else(|| serde_json::json!({"error": e.message}));
+                    .unwrap_or_else(
+                        || serde_json::json!({"error": crate::redact::scrub(&e.message)}),
+                    );
                 out.write_str(&st2_frame(&result, Some(false)));
             } else if let Some(partial) = e.output.as_deref() {
                 out.value(partial, format);
@@ -380,6 +375,9 @@ pub fn action_help(a: &Action) -> String {
         }
         s.push('\n');
     }
+    // Required means "must be given": a parameter with a default (http_method) is optional
+    // to the caller even where st2's metadata marks it required.
+    let must_give = |p: &crate::catalog::Param| p.required && p.default.is_none();
     for (title, required) in [
         ("Required Parameters:", true),
         ("Optional Parameters:", false),
@@ -387,7 +385,7 @@ pub fn action_help(a: &Action) -> String {
         let ps: Vec<_> = a
             .params
             .iter()
-            .filter(|p| !p.immutable && p.required == required)
+            .filter(|p| !p.immutable && must_give(p) == required)
             .collect();
         if ps.is_empty() {
             continue;
@@ -408,6 +406,17 @@ pub fn action_help(a: &Action) -> String {
                 let shown = serde_json::from_str::<String>(d).unwrap_or_else(|_| d.to_string());
                 s.push_str(&format!("        Default: {shown}\n"));
             }
+        }
+    }
+    if !a.arg_groups.is_empty() {
+        s.push_str("\nArgument groups:\n");
+        for g in a.arg_groups {
+            let kind = match g.kind {
+                GroupKind::OneOf => "one of",
+                GroupKind::ExactlyOne => "exactly one of",
+                GroupKind::AtMostOne => "at most one of",
+            };
+            s.push_str(&format!("    {kind}: {}\n", g.args.join(", ")));
         }
     }
     if let Some(url) = a.docs_url() {

@@ -45,6 +45,12 @@ pub struct SensorArgs {
     /// Also emit deletions (message_deleted), with the deleted message's text
     #[arg(long)]
     pub include_deletes: bool,
+    /// Drop direct messages and group DMs (default: emit them unless sensor.direct_messages is false)
+    #[arg(long)]
+    pub no_direct_messages: bool,
+    /// Stop as on SIGTERM when stdin reaches end of file: a parent that holds a pipe to our stdin takes the sensor down when it dies
+    #[arg(long)]
+    pub stop_on_stdin_eof: bool,
     /// Remember emitted messages in DIR, so a restarted sensor does not emit them again
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
@@ -56,6 +62,7 @@ pub struct SensorArgs {
         long,
         value_name = "SECS",
         default_value_t = 10.0,
+        value_parser = super::args::sensor_secs,
         help_heading = "Connection"
     )]
     pub ping_interval: f64,
@@ -64,6 +71,7 @@ pub struct SensorArgs {
         long,
         value_name = "SECS",
         default_value_t = 5.0,
+        value_parser = super::args::sensor_secs,
         help_heading = "Connection"
     )]
     pub pong_timeout: f64,
@@ -72,19 +80,15 @@ pub struct SensorArgs {
         long,
         value_name = "SECS",
         default_value_t = 60.0,
+        value_parser = super::args::sensor_secs,
         help_heading = "Connection"
     )]
     pub idle_timeout: f64,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration> {
-    if v.is_finite() && v > 0.0 && v < 86_400.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(Error::usage(format!(
-            "--{name} must be a positive number of seconds, got {v}"
-        )))
-    }
+    crate::limits::seconds(&format!("--{name}"), v, crate::limits::SENSOR_TIMING)
+        .map_err(|e| Error::usage(e.message))
 }
 
 pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<u8> {
@@ -126,13 +130,17 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
         idle_timeout: seconds("idle-timeout", args.idle_timeout)?,
         ..Timing::default()
     };
+    let mut filter = Filter::new(
+        settings.sensor.allow_bot_messages,
+        subtypes,
+        args.include_edits,
+        args.include_deletes,
+    );
+    if args.no_direct_messages || settings.file.sensor.direct_messages == Some(false) {
+        filter = filter.without_direct_messages();
+    }
     let opts = Options {
-        filter: Filter::new(
-            settings.sensor.allow_bot_messages,
-            subtypes,
-            args.include_edits,
-            args.include_deletes,
-        ),
+        filter,
         strip_formatting: settings.sensor.strip_formatting,
         listen,
         state_dir: args.state,
@@ -145,6 +153,10 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
     let rt = super::runtime()?;
     let ending = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = std::sync::Arc::new(stop_tx);
+        if args.stop_on_stdin_eof {
+            watch_stdin(stop_tx.clone());
+        }
         // Registered before anything starts, so an early SIGTERM is never the default kill.
         let signals = Signals::register();
         tokio::spawn(async move {
@@ -160,6 +172,33 @@ pub fn run(args: SensorArgs, flags: &Flags, env: &Env, verbose: bool) -> Result<
         crate::log::info("sensor stopped: stdout was closed");
     }
     Ok(crate::exit::SUCCESS)
+}
+
+/// Reads (and discards) stdin on a plain thread until end of file, then asks the sensor to
+/// stop. The st2 shim gives the sensor a pipe it never writes to: end of file means the shim's
+/// process is gone, even when it was killed without a chance to send SIGTERM. A plain thread,
+/// not tokio's stdin, so the blocked read never holds up the runtime's shutdown.
+fn watch_stdin(stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>) {
+    use std::io::Read;
+    let spawned = std::thread::Builder::new()
+        .name("stdin-eof".into())
+        .spawn(move || {
+            let mut buf = [0u8; 512];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            crate::log::info("sensor stopping: stdin was closed (the parent process is gone)");
+            let _ = stop.send(true);
+        });
+    if let Err(e) = spawned {
+        crate::log::warn(&format!("--stop-on-stdin-eof: cannot watch stdin: {e}"));
+    }
 }
 
 /// SIGTERM and SIGINT, registered at once (a handler registered lazily would let a signal

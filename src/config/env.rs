@@ -24,6 +24,8 @@ pub const SLACKCTL_ALLOW_BOT_MESSAGES: &str = "SLACKCTL_ALLOW_BOT_MESSAGES";
 pub const SLACK_API_URL: &str = "SLACK_API_URL";
 /// Shared state for several hosts (`redis://host:6379/0`); beats `state_backend`.
 pub const SLACKCTL_STATE_BACKEND: &str = "SLACKCTL_STATE_BACKEND";
+/// Most bytes an `@key=path` file (or `--parameters -`) may hold: bytes or K/M/G.
+pub const SLACKCTL_MAX_FILE_SIZE: &str = "SLACKCTL_MAX_FILE_SIZE";
 /// Path of the config file.
 pub const SLACKCTL_CONFIG: &str = "SLACKCTL_CONFIG";
 /// Standard locations for the user's config directory.
@@ -77,6 +79,10 @@ pub const DOCUMENTED: &[(&str, &str)] = &[
         "redis://host:6379/0 (rediss:// for TLS): pacing, send-once and sensor dedupe shared by several hosts; beats state_backend",
     ),
     (
+        SLACKCTL_MAX_FILE_SIZE,
+        "most bytes an @key=path file may hold (default 8M; bytes or K/M/G)",
+    ),
+    (
         SLACKCTL_CONFIG,
         "config file path (else ~/.config/slackctl/slack.yaml, then /opt/stackstorm/configs/slack.yaml)",
     ),
@@ -100,6 +106,7 @@ impl Env {
             SLACK_RTM_TOKEN,
             SLACK_API_URL,
             SLACKCTL_CONFIG,
+            SLACKCTL_MAX_FILE_SIZE,
             SLACKCTL_SENSOR_MODE,
             SLACKCTL_STRIP_FORMATTING,
             SLACKCTL_ALLOW_BOT_MESSAGES,

@@ -6,6 +6,7 @@
 //! that name the file, the key and the line: a typo must never silently drop a setting.
 
 pub mod env;
+pub mod perms;
 
 use crate::error::{Error, Result};
 use crate::redact::Secret;
@@ -55,6 +56,9 @@ pub struct SensorConfig {
     /// Message subtypes to emit besides plain messages. slackctl addition.
     #[serde(default)]
     pub subtypes: Vec<String>,
+    /// Emit direct messages and group DMs (`slackctl sensor`: yes unless false; the st2
+    /// sensor shim: only when true). slackctl addition.
+    pub direct_messages: Option<bool>,
 }
 
 /// `admin`: settings of the legacy `users.admin.invite` action.
@@ -175,6 +179,9 @@ pub struct FileConfig {
     /// Where state shared by processes lives: absent for local files, `redis://…` for one
     /// Redis shared by several hosts. slackctl addition.
     pub state_backend: Option<String>,
+    /// Where the st2 pack's Python entry points look for the binary last (they read it;
+    /// slackctl itself does not). slackctl addition.
+    pub slackctl_path: Option<String>,
 }
 
 /// Settings given on the command line (the highest precedence).
@@ -269,6 +276,10 @@ pub struct Settings {
     pub file: FileConfig,
     /// The file the config came from, if any.
     pub source: Option<PathBuf>,
+    /// The profile in use (`--profile` or `default_profile`), with its values.
+    pub profile: Option<(String, Profile)>,
+    /// Where a config file was looked for (for "no config file" messages).
+    pub searched: Vec<PathBuf>,
     /// Pacing limits, and the shared state file (None when pacing is off).
     pub limits: crate::transport::pace::Limits,
     pub pace_state: Option<PathBuf>,
@@ -300,10 +311,46 @@ pub fn locate(flags: &Flags, env: &Env) -> Option<(PathBuf, bool)> {
     st2.is_file().then_some((st2, false))
 }
 
+/// Every place [`locate`] considers, in order (for messages when none exists).
+pub fn search_path(flags: &Flags, env: &Env) -> Vec<PathBuf> {
+    if let Some(p) = &flags.config {
+        return vec![p.clone()];
+    }
+    if let Some(p) = env.get(env::SLACKCTL_CONFIG) {
+        return vec![PathBuf::from(p)];
+    }
+    let user_dir = env
+        .get(env::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .or_else(|| env.get(env::HOME).map(|h| Path::new(h).join(".config")));
+    let mut v: Vec<PathBuf> = user_dir
+        .map(|d| d.join("slackctl").join("slack.yaml"))
+        .into_iter()
+        .collect();
+    v.push(PathBuf::from(ST2_CONFIG_PATH));
+    v
+}
+
+/// A secret or URL that comes from one of several places; see [`Settings::looked_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The Web API token.
+    Token,
+    /// The Socket Mode app-level token.
+    AppToken,
+    /// The incoming webhook URL.
+    WebhookUrl,
+    /// The Events API signing secret.
+    SigningSecret,
+}
+
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read config file {}: {e}", path.display())))?;
+    // Bounded, regular files only (security hook: `--config /dev/zero` must not hang).
+    let text = crate::limits::read_text_file("config file", path).map_err(|e| Error {
+        kind: crate::error::Kind::Config,
+        ..e
+    })?;
     parse(&text, path)
 }
 
@@ -417,14 +464,16 @@ fn nonempty(s: Option<&str>) -> Option<&str> {
 pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
     let (file, source) = match locate(flags, env) {
         Some((path, explicit)) => {
-            if !path.is_file() {
+            if !path.exists() {
                 if explicit {
                     return Err(Error::config(format!("config file {} does not exist", path.display()))
                         .hint("pass an existing file with --config or SLACKCTL_CONFIG, or leave both unset"));
                 }
                 (FileConfig::default(), None)
             } else {
-                (load_file(&path)?, Some(path))
+                let file = load_file(&path)?;
+                perms::warn_if_exposed(&path, &file); // security hook
+                (file, Some(path))
             }
         }
         None => (FileConfig::default(), None),
@@ -434,10 +483,23 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         .clone()
         .or_else(|| file.default_profile.clone());
     let profile = match &profile_name {
+        Some(name) if source.is_none() => {
+            let looked: Vec<String> = search_path(flags, env)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(Error::config(format!(
+                "profile `{name}` was asked for, but there is no config file (looked at {})",
+                looked.join(", ")
+            ))
+            .hint("profiles live under `profiles:` in a config file; pass one with --config PATH or SLACKCTL_CONFIG (slack.yaml.example shows the format)"));
+        }
         Some(name) => Some(file.profiles.get(name).cloned().ok_or_else(|| {
             let names: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+            let path = source.as_deref().map(|p| p.display().to_string());
             let mut e = Error::config(format!(
-                "profile `{name}` is not defined in the config file"
+                "profile `{name}` is not defined in the config file {}",
+                path.unwrap_or_default()
             ));
             if names.is_empty() {
                 e = e.hint("define it under `profiles:` in the config file");
@@ -448,28 +510,30 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         })?),
         None => None,
     };
-    let p = profile.unwrap_or_default();
+    let p = profile.clone().unwrap_or_default();
 
+    // Each source in turn; an empty value means "not set" at every level, so a profile
+    // inherits what it leaves empty from the top level.
     let secret = |v: Option<&str>| nonempty(v).map(Secret::new);
     let token = secret(
         env.get(env::SLACK_TOKEN)
-            .or(p.action_token.as_deref())
-            .or(file.action_token.as_deref()),
+            .or(nonempty(p.action_token.as_deref()))
+            .or(nonempty(file.action_token.as_deref())),
     );
     let app_token = secret(
         env.get(env::SLACK_APP_TOKEN)
-            .or(p.app_token.as_deref())
-            .or(file.sensor.app_token.as_deref()),
+            .or(nonempty(p.app_token.as_deref()))
+            .or(nonempty(file.sensor.app_token.as_deref())),
     );
     let webhook_url = secret(
         env.get(env::SLACK_WEBHOOK_URL)
-            .or(p.webhook_url.as_deref())
-            .or(file.post_message_action.webhook_url.as_deref()),
+            .or(nonempty(p.webhook_url.as_deref()))
+            .or(nonempty(file.post_message_action.webhook_url.as_deref())),
     );
     let signing_secret = secret(
         env.get(env::SLACK_SIGNING_SECRET)
-            .or(p.signing_secret.as_deref())
-            .or(file.sensor.signing_secret.as_deref()),
+            .or(nonempty(p.signing_secret.as_deref()))
+            .or(nonempty(file.sensor.signing_secret.as_deref())),
     );
     // Register the remaining secrets of the file too, so they are scrubbed from any output.
     for s in [file.sensor.token.as_str(), file.admin.admin_token.as_str()] {
@@ -489,12 +553,10 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         }
     }
 
-    let api_choice = flags
-        .api_url
-        .as_deref()
+    let api_choice = nonempty(flags.api_url.as_deref())
         .or(env.get(env::SLACK_API_URL))
-        .or(p.api_url.as_deref())
-        .or(file.api_url.as_deref());
+        .or(nonempty(p.api_url.as_deref()))
+        .or(nonempty(file.api_url.as_deref()));
     let api_url_explicit = nonempty(api_choice).is_some();
     let mut api_url = nonempty(api_choice).unwrap_or(DEFAULT_API_URL).to_string();
     if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
@@ -538,11 +600,11 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         rtm_token,
     };
     let timeout = flags.timeout.or(file.timeout).unwrap_or(30.0);
-    if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(Error::config(format!(
-            "timeout must be a positive number of seconds, got {timeout}"
-        )));
-    }
+    let timeout = crate::limits::seconds(
+        &setting_name("--timeout", "timeout", flags.timeout.is_some(), &source),
+        timeout,
+        crate::limits::TIMEOUT,
+    )?;
     let rl = &file.rate_limits;
     let defaults = crate::transport::pace::Limits::default();
     let limits = crate::transport::pace::Limits {
@@ -567,28 +629,48 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         None => crate::store::Backend::choose(file.state_backend.as_deref(), env, "state_backend")?,
     };
     let max_wait = flags.max_wait.or(rl.max_wait).unwrap_or(300.0);
-    if !(max_wait.is_finite() && max_wait >= 0.0) {
-        return Err(Error::config(format!(
-            "max_wait must be a number of seconds, got {max_wait}"
-        )));
-    }
+    let max_wait = crate::limits::seconds(
+        &setting_name(
+            "--max-wait",
+            "rate_limits.max_wait",
+            flags.max_wait.is_some(),
+            &source,
+        ),
+        max_wait,
+        crate::limits::MAX_WAIT,
+    )?;
     Ok(Settings {
         backend,
         limits,
         pace_state,
-        max_wait: Duration::from_secs_f64(max_wait),
+        max_wait,
         api_url,
         token,
         app_token,
         webhook_url,
         signing_secret,
         sensor,
-        timeout: Duration::from_secs_f64(timeout),
+        timeout,
         retries: flags.retries.or(file.retries).unwrap_or(3),
         api_url_explicit,
         file,
+        profile: profile_name.zip(profile),
+        searched: if source.is_none() {
+            search_path(flags, env)
+        } else {
+            Vec::new()
+        },
         source,
     })
+}
+
+/// How an error names a setting: the flag, or the key and the file it came from.
+fn setting_name(flag: &str, key: &str, from_flag: bool, file: &Option<PathBuf>) -> String {
+    match (from_flag, file) {
+        (true, _) => flag.to_string(),
+        (false, Some(f)) => format!("{key} in {}", f.display()),
+        (false, None) => key.to_string(),
+    }
 }
 
 /// The per-user directory for state that outlives a process (pacing, caches):
@@ -611,6 +693,67 @@ pub fn default_state_path(env: &Env) -> PathBuf {
 }
 
 impl Settings {
+    /// Where `what` was looked for, and what was found there, for the error when it is
+    /// missing: "SLACK_WEBHOOK_URL (not set), profile `staging` webhook_url in slack.yaml
+    /// (empty), post_message_action.webhook_url in slack.yaml (empty)".
+    pub fn looked_for(&self, what: Credential) -> String {
+        let (var, key, top, top_value) = match what {
+            Credential::Token => (
+                env::SLACK_TOKEN,
+                "action_token",
+                "action_token",
+                self.file.action_token.as_deref(),
+            ),
+            Credential::AppToken => (
+                env::SLACK_APP_TOKEN,
+                "app_token",
+                "sensor.app_token",
+                self.file.sensor.app_token.as_deref(),
+            ),
+            Credential::WebhookUrl => (
+                env::SLACK_WEBHOOK_URL,
+                "webhook_url",
+                "post_message_action.webhook_url",
+                self.file.post_message_action.webhook_url.as_deref(),
+            ),
+            Credential::SigningSecret => (
+                env::SLACK_SIGNING_SECRET,
+                "signing_secret",
+                "sensor.signing_secret",
+                self.file.sensor.signing_secret.as_deref(),
+            ),
+        };
+        let state = |v: Option<&str>| match v {
+            None => "not set",
+            Some(_) => "empty",
+        };
+        let mut places = vec![format!("{var} (not set)")];
+        match &self.source {
+            None => {
+                let looked: Vec<String> = self
+                    .searched
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                places.push(format!("no config file (looked at {})", looked.join(", ")));
+            }
+            Some(path) => {
+                let path = path.display();
+                if let Some((name, p)) = &self.profile {
+                    let v = match what {
+                        Credential::Token => p.action_token.as_deref(),
+                        Credential::AppToken => p.app_token.as_deref(),
+                        Credential::WebhookUrl => p.webhook_url.as_deref(),
+                        Credential::SigningSecret => p.signing_secret.as_deref(),
+                    };
+                    places.push(format!("profiles.{name}.{key} in {path} ({})", state(v)));
+                }
+                places.push(format!("{top} in {path} ({})", state(top_value)));
+            }
+        }
+        format!("looked for it in: {}", places.join("; "))
+    }
+
     /// Settings for one base URL and token with everything else at its default (the demo).
     pub fn for_api(api_url: &str, token: &str) -> Settings {
         Settings {
@@ -625,6 +768,8 @@ impl Settings {
             api_url_explicit: true,
             file: FileConfig::default(),
             source: None,
+            profile: None,
+            searched: Vec::new(),
             limits: crate::transport::pace::Limits::default(),
             pace_state: None,
             max_wait: Duration::from_secs(300),

@@ -574,7 +574,9 @@ pub async fn post_messages(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
         } else {
             text.clone()
         };
-        stored.push(ws.post_message(
+        // Messages from people look like a Slack client's (client_msg_id, rich-text blocks).
+        stored.push(super::slack_events::post_as_person(
+            &mut ws,
             idx,
             NewMessage {
                 author: author.clone(),

@@ -194,15 +194,41 @@ async fn http_post(
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or("no HTTP status line in the answer")?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        // Receivers such as Node's http server answer in chunks.
+        let chunked = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("transfer-encoding")
+                    && v.to_ascii_lowercase().contains("chunked")
+            })
+        });
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
         Ok((status, body))
     };
     tokio::time::timeout(ANSWER_WITHIN, exchange)
         .await
         .map_err(|_| "timed out (no answer within 3 s)".to_string())?
+}
+
+/// The body of a chunked answer: each chunk is a hex length line, the bytes, and CRLF.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let hex = size.split(';').next().unwrap_or("").trim();
+        let Ok(n) = usize::from_str_radix(hex, 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(after.get(..n).unwrap_or(""));
+        rest = after.get(n..).unwrap_or("").trim_start_matches("\r\n");
+    }
+    out
 }
 
 fn bad(detail: &str) -> Response {
@@ -288,6 +314,15 @@ pub async fn redeliver(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_chunked_answers() {
+        assert_eq!(
+            super::dechunk("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"),
+            "hello, world"
+        );
+        assert_eq!(super::dechunk("0\r\n\r\n"), "");
+    }
+
     #[test]
     fn signs_like_slacks_documented_example() {
         let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";

@@ -41,7 +41,7 @@ fn mime_of(ext: &str) -> (&'static str, &'static str) {
 }
 
 /// A file object as `files.info` and `files.completeUploadExternal` show it.
-fn file_json(ws: &Workspace, f: &FileRec) -> Value {
+pub(crate) fn file_json(ws: &Workspace, f: &FileRec) -> Value {
     let ext = extension(&f.name);
     let (mimetype, pretty) = mime_of(&ext);
     let mut public = Map::new();
@@ -231,11 +231,25 @@ pub fn complete_upload_external(ctx: &mut Ctx) -> Answer {
         }
     }
     for &i in &indices {
+        // The share is recorded before the message is stored, so the message's file objects
+        // already list the channel and the share, as Slack's `file_share` messages do.
+        let (key, ts) = ws.next_ts();
+        let cid = ws.channels[i].id.clone();
+        for (id, _) in &wanted {
+            if let Some(f) = ws.files.get_mut(id) {
+                f.shares.push((cid.clone(), ts.clone()));
+            }
+        }
         let objs: Vec<Value> = wanted
             .iter()
             .filter_map(|(id, _)| ws.files.get(id).map(|f| file_json(&ws, f)))
             .collect();
-        let mut extra = fields! {"files" => objs, "upload" => true, "display_as_bot" => false};
+        let mut extra = fields! {
+            "subtype" => "file_share",
+            "files" => objs,
+            "upload" => true,
+            "display_as_bot" => false,
+        };
         if let Some(b) = &blocks {
             extra.insert("blocks".into(), b.clone());
         }
@@ -246,14 +260,7 @@ pub fn complete_upload_external(ctx: &mut Ctx) -> Answer {
             thread_ts: thread_ts.clone(),
             broadcast: false,
         };
-        let stored = ws.post_message(i, msg);
-        let ts = stored["ts"].as_str().unwrap_or_default().to_string();
-        let cid = ws.channels[i].id.clone();
-        for (id, _) in &wanted {
-            if let Some(f) = ws.files.get_mut(id) {
-                f.shares.push((cid.clone(), ts.clone()));
-            }
-        }
+        ws.store_message(i, msg, key, ts);
     }
     let out: Vec<Value> = wanted
         .iter()

@@ -8,8 +8,8 @@
 //! Like Slack, the limits allow short bursts: each key is a token bucket (GCRA), refilled at
 //! the sustained rate and holding `channel_burst` posts per channel (default 3) or a quarter
 //! of a tier's per-minute count. The channel is the resolved channel id, so `general`,
-//! `#general` and `C…` count as one, as they do on Slack. A grace of 50 ms absorbs the
-//! jitter between the client's clock and the moment a request arrives.
+//! `#general` and `C…` count as one, as they do on Slack. A grace of 250 ms absorbs the
+//! jitter between the moment a client scheduled a call and the moment it arrives.
 
 use crate::catalog::{self, Tier};
 use serde::Deserialize;
@@ -60,8 +60,11 @@ fn per_minute(n: u32) -> Bucket {
     }
 }
 
-/// Arrivals this much earlier than the bucket allows are still accepted.
-const GRACE: Duration = Duration::from_millis(50);
+/// Arrivals this much earlier than the bucket allows are still accepted. A paced client that
+/// sends one call late (a busy host) makes its next, punctual call look early to a strict
+/// bucket; Slack's own limits are not that exact, and an unpaced burst still overshoots this
+/// by far (at 5/s with a burst of 3, the fifth call of a simultaneous burst is refused).
+const GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Default)]
 pub struct Enforcer {

@@ -49,7 +49,11 @@ pub fn handler(method: &str) -> Option<Handler> {
         "files.getUploadURLExternal" => files::get_upload_url_external,
         "files.completeUploadExternal" => files::complete_upload_external,
         "files.info" => files::info,
-        _ => return None,
+        // Methods added for Slack-app conformance live in their own modules.
+        _ => {
+            return super::slack_events::handler(method)
+                .or_else(|| super::responses::handler(method));
+        }
     };
     Some(h)
 }
@@ -128,7 +132,7 @@ fn content(ctx: &mut Ctx) -> Result<(String, Map<String, Value>), ApiError> {
     }
     let mut extra = Map::new();
     if let Some(blocks) = ctx.args.json("blocks") {
-        check_blocks(&blocks)?;
+        super::blocks::check(&blocks, "/blocks", super::blocks::Surface::Message)?;
         extra.insert("blocks".into(), blocks);
     } else if let Some(md) = ctx.args.text("markdown_text") {
         extra.insert("blocks".into(), json!([{"type": "markdown", "text": md}]));
@@ -164,33 +168,6 @@ fn content(ctx: &mut Ctx) -> Result<(String, Map<String, Value>), ApiError> {
         }
     }
     Ok((text, extra))
-}
-
-/// Blocks must be an array of objects that each name their `type`.
-fn check_blocks(blocks: &Value) -> Result<(), ApiError> {
-    let problem = match blocks.as_array() {
-        None => Some(("".to_string(), "must be an array")),
-        Some(items) => items.iter().enumerate().find_map(|(i, b)| {
-            match b.get("type").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => None,
-                _ => Some((format!("/{i}/type"), "must provide a block type")),
-            }
-        }),
-    };
-    match problem {
-        None => Ok(()),
-        Some((at, what)) => {
-            let line = format!("{what} [json-pointer:/blocks{at}]");
-            Err(
-                ApiError::reject("invalid_blocks", format!("blocks{at}: {what}"))
-                    .with("errors", json!([line.clone()]))
-                    .with(
-                        "response_metadata",
-                        json!({"messages": [format!("[ERROR] {line}")]}),
-                    ),
-            )
-        }
-    }
 }
 
 /// May the caller change or delete this message?
@@ -270,6 +247,7 @@ fn chat_post_message(ctx: &mut Ctx) -> Answer {
     if ws.channels[idx].archived {
         return Err(ApiError::new("is_archived"));
     }
+    super::membership::may_post(ctx, &ws, idx)?;
     let msg = NewMessage {
         author: author(ctx),
         text,
@@ -514,6 +492,7 @@ fn conversations_history(ctx: &mut Ctx) -> Answer {
     let limit = ctx.limit();
     let mut ws = ctx.lock();
     let idx = resolve(&mut ws, ctx.caller(), &raw, false, false)?;
+    super::membership::may_read(ctx, &ws, idx)?;
     let msgs = &ws.channels[idx].messages;
     let hi = match (after_cursor, latest) {
         (Some(k), _) => msgs.partition_point(|m| m.key < k),
@@ -561,6 +540,7 @@ fn conversations_replies(ctx: &mut Ctx) -> Answer {
     let ts = ctx.args.str("ts").unwrap_or_default();
     let mut ws = ctx.lock();
     let idx = resolve(&mut ws, ctx.caller(), &raw, false, false)?;
+    super::membership::may_read(ctx, &ws, idx)?;
     let ch = &ws.channels[idx];
     let m = ch
         .find(&ts)
@@ -652,8 +632,10 @@ fn conversations_join(ctx: &mut Ctx) -> Answer {
     }
     if !ch.members.insert(caller.to_string()) {
         ctx.warnings.push("already_in_channel");
+    } else {
+        super::slack_events::member_joined(&mut ws, idx, caller, None);
     }
-    Ok(fields! {"channel" => ch.to_json(caller)})
+    Ok(fields! {"channel" => ws.channels[idx].to_json(caller)})
 }
 
 fn conversations_leave(ctx: &mut Ctx) -> Answer {
@@ -829,13 +811,10 @@ fn reactions_add(ctx: &mut Ctx) -> Answer {
     let raw = channel_arg(ctx, "channel");
     let ts = ctx.args.str("timestamp").unwrap_or_default();
     let name = ctx.args.str("name").unwrap_or_default();
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || "_+-'".contains(c));
-    if !valid {
+    if !super::slack_events::known_emoji(&name) {
         return Err(ApiError::new("invalid_name"));
     }
+    let name = name.trim_matches(':').to_string();
     let caller = ctx.caller();
     let mut ws = ctx.lock();
     let idx = resolve(&mut ws, caller, &raw, false, false)?;
@@ -866,6 +845,7 @@ fn reactions_add(ctx: &mut Ctx) -> Answer {
         }
         None => reactions.push(json!({"name": name, "users": [caller], "count": 1})),
     }
+    super::slack_events::reaction_event(&mut ws, idx, m, caller, &name, true);
     Ok(Map::new())
 }
 

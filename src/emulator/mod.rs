@@ -43,6 +43,9 @@
 //!   `DELETE` to stop: answer 429 with `Retry-After` when a client exceeds the limits, token
 //!   buckets that allow Slack's short bursts, per channel id (see `limits.rs`).
 //!
+//! * `POST /_emulator/reactions`: a person adds (or, with `"remove": true`, takes back) a
+//!   reaction, with its `reaction_added` / `reaction_removed` event; see
+//!   `slack_events::post_reaction`.
 //! * `POST /_emulator/messages`: posts messages as anyone (`user`, `as: "bot" | "webhook"`,
 //!   `subtype`, `thread_ts`, `count` for a same-second batch, DMs via a `U…` channel); see
 //!   `control::post_messages`.
@@ -55,23 +58,37 @@
 //! * `GET /_emulator/sockets`: connections, unacked/queued envelopes, delivery counters, config.
 //! * `POST /_emulator/sockets/<action>`: `disconnect` (`{"reason": "warning" |
 //!   "refresh_requested" | "too_many_websockets" | "link_disabled", "target": "newest" | "all" |
-//!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging),
+//!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging;
+//!   both take `"kind": "rtm" | "socket_mode"` besides `target`),
 //!   `redeliver` (`{"count": n, "same_envelope": false}`), `config` (`{"ack_timeout_ms",
 //!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms", "spread"}`;
 //!   `spread: true` spreads envelopes over the connections in turn and redelivers an
 //!   unacknowledged one on another connection, as Slack does for an app with several).
+//!   Slow acks: `ack_delay_ms` makes acks count only that much later, so envelopes are
+//!   redelivered after `ack_timeout_ms` although the client acknowledged them (and again to
+//!   a new connection when the old one closes). Slow lookups: a fault with only `delay_ms`
+//!   and `times` on `/api/users.info`. An RTM gap: a `delay_ms` fault on `/api/rtm.connect`,
+//!   then `drop` with `"kind": "rtm"`; messages posted meanwhile reach no RTM socket.
 //! * `POST|DELETE /_emulator/events/subscribe`, `POST /_emulator/events/redeliver`,
 //!   `GET /_emulator/events`: signed Events API deliveries (`events.rs`).
 //!
 //! New messages are also published on a broadcast channel ([`Running::subscribe_messages`]);
-//! edits and deletions as `message_changed` / `message_deleted` events.
+//! edits and deletions as `message_changed` / `message_deleted` events. Other events travel
+//! the same way (`slack_events.rs`): `app_mention` after a message that mentions the bot user,
+//! `reaction_added` / `reaction_removed`, `member_joined_channel` with its `channel_join`
+//! message. Messages injected as a person carry `client_msg_id` and a rich-text block; file
+//! shares are `file_share` messages. Block Kit arguments are validated (`blocks.rs`).
 
+mod blocks;
 mod control;
 mod events;
 mod files;
 mod limits;
+mod membership;
 mod methods;
 mod request;
+mod responses;
+mod slack_events;
 mod socket;
 mod state;
 mod web_api;
@@ -79,6 +96,8 @@ mod webhook;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apps;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -234,7 +253,8 @@ impl Running {
     }
 
     /// Every message stored from now on, as a message event (`type`, `channel`,
-    /// `channel_type`, `ts`, `event_ts`, `user` and/or `bot_id`, `text`, ...).
+    /// `channel_type`, `ts`, `event_ts`, `user` and/or `bot_id`, `text`, ...), and the other
+    /// events (`app_mention`, `reaction_added`, `member_joined_channel`, ...).
     pub fn subscribe_messages(&self) -> broadcast::Receiver<Value> {
         self.shared.events.subscribe()
     }
@@ -288,6 +308,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/_emulator/messages",
             get(control::get_messages).post(control::post_messages),
         )
+        .route("/_emulator/reactions", post(slack_events::post_reaction))
         .route("/link/", get(socket::link))
         .route("/websocket/", get(socket::rtm))
         .route("/_emulator/sockets", get(socket::get_sockets))
@@ -423,6 +444,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     }
     spawn_dispatcher(shared.clone());
     socket::spawn_ticker(shared.clone());
+    responses::spawn_scheduler(shared.clone());
     // Without TCP_NODELAY, small answers wait on Nagle's algorithm and benchmarks measure
     // the emulator instead of the client.
     let listener = listener.tap_io(|tcp| {

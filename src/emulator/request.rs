@@ -188,6 +188,33 @@ fn form_pairs(bytes: &[u8], into: &mut Map<String, Value>) {
 
 /// Reads a Web API request. Never fails: body problems land in [`Parsed::error`] so the
 /// caller can still log what arrived.
+/// `base64(id:secret)` from a Basic `Authorization` header.
+fn basic_credentials(b64: &str) -> Option<(String, String)> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in b64.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
 pub fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Parsed {
     let mut p = Parsed {
         args: Map::new(),
@@ -213,6 +240,17 @@ pub fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Pa
         match h.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
                 p.header_token = Some(t.trim().to_string())
+            }
+            // OAuth exchanges may carry the app's client credentials as HTTP Basic auth (as
+            // slack_sdk sends them); Slack reads them like the form fields.
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("basic") => {
+                match basic_credentials(t.trim()) {
+                    Some((id, secret)) => {
+                        p.args.insert("client_id".into(), Value::String(id));
+                        p.args.insert("client_secret".into(), Value::String(secret));
+                    }
+                    None => p.header_malformed = true,
+                }
             }
             _ => p.header_malformed = true,
         }

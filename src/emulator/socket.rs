@@ -9,6 +9,8 @@
 //!   each open one in turn (a redelivery to another than the last) — and tracked until
 //!   acknowledged. Unacknowledged envelopes are sent again after the ack timeout with
 //!   `retry_attempt` + 1 and `retry_reason: "timeout"`; envelopes of a closed socket at once.
+//!   The deadline (3 s, Slack's) runs once the client reads: the emulator pings on connect,
+//!   and a connection counts as read after its first pong or text frame;
 //!   With no connection at all they wait (bounded) for the next one;
 //! * an RTM event frame for every RTM connection (no `channel_type`, as RTM has none);
 //! * an Events API delivery when a URL is subscribed (see `events.rs`).
@@ -74,7 +76,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            ack_timeout: Duration::from_millis(2000),
+            // Slack's ack deadline; clients that take a moment after a reconnect rely on it.
+            ack_timeout: Duration::from_millis(3000),
             ack_delay: Duration::ZERO,
             ping_interval: Duration::from_secs(10),
             max_attempts: 6,
@@ -115,6 +118,8 @@ struct Conn {
     since: Instant,
     /// Envelopes sent to this connection.
     delivered: u64,
+    /// Whether the client has sent anything yet (a pong to the greeting ping, an ack).
+    heard: bool,
 }
 
 /// One event callback on its way to a Socket Mode client. The payload is kept as JSON text,
@@ -283,6 +288,7 @@ impl Hub {
             state: State_::Open,
             since: Instant::now(),
             delivered: 0,
+            heard: false,
         });
         let n = h.conns.iter().filter(|c| c.kind == kind).count();
         (id, n)
@@ -296,6 +302,13 @@ impl Hub {
             route(&mut h, env);
         }
         let _ = id;
+    }
+
+    /// The client has been heard on connection `id`: it reads, so ack deadlines run.
+    fn heard(&self, id: u64) {
+        if let Some(c) = self.lock().conns.iter_mut().find(|c| c.id == id) {
+            c.heard = true;
+        }
     }
 
     fn unregister(&self, id: u64) {
@@ -361,6 +374,19 @@ impl Hub {
             }
         }
         for k in late {
+            // A connection whose client has not read anything yet (Python's builtin client
+            // reads a replacement connection only once the old one is closed, seconds later)
+            // gets a fresh deadline instead of a duplicate.
+            let conn = h.unacked.get(&k).map(|s| s.conn);
+            let unread = conn.is_some_and(|c| h.conns.iter().any(|x| x.id == c && !x.heard));
+            if unread {
+                let now = Instant::now();
+                if let Some(s) = h.unacked.get_mut(&k) {
+                    s.at = now;
+                }
+                h.sent_order.push_back((now, k));
+                continue;
+            }
             if let Some(s) = h.unacked.remove(&k) {
                 retry(&mut h, s.env);
             }
@@ -683,11 +709,20 @@ where
     } else {
         hub.ready(id);
     }
+    // A ping right away: a client that reads answers it, which tells the emulator so.
+    if kind == Kind::Socket {
+        let _ = ws
+            .send(Message::Ping(Bytes::from_static(b"emulator")))
+            .await;
+    }
     // Reading and writing run side by side: the emulator must keep reading acknowledgements
     // while a flood of envelopes waits for the client to read (a single loop that blocks in a
     // write would stop reading, and both ends could end up waiting on each other).
     let (mut sink, mut stream) = ws.split();
     let (silent_tx, mut silent_rx) = tokio::sync::watch::channel(false);
+    // Set when the client sent a close frame, which the emulator then answers (see below).
+    let mut client_closed = false;
+    let mut heard = false;
     let reader = async {
         loop {
             let frame = tokio::select! {
@@ -695,8 +730,18 @@ where
                 // A silent socket reads nothing more (so it answers no pings either).
                 _ = async { let _ = silent_rx.wait_for(|s| *s).await; } => std::future::pending().await,
             };
+            // A pong (to the emulator's ping) or an ack shows the client reads; its own pings
+            // do not (Python's builtin client pings a connection it is not reading yet).
+            if !heard && matches!(frame, Some(Ok(Message::Pong(_) | Message::Text(_)))) {
+                heard = true;
+                hub.heard(id);
+            }
             match frame {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Close(_))) => {
+                    client_closed = true;
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(Message::Text(t))) => {
                     match kind {
                         Kind::Socket => {
@@ -819,6 +864,11 @@ where
     tokio::select! {
         _ = reader => {}
         _ = writer => {}
+    }
+    // The close handshake: tungstenite queued the answering close frame when it read the
+    // client's; flushing sends it, so clients see a clean 1000 instead of 1006.
+    if client_closed {
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     }
     hub.unregister(id);
 }

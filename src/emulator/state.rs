@@ -222,6 +222,8 @@ pub struct Workspace {
     direct: HashMap<String, String>,
     pub files: HashMap<String, FileRec>,
     pub invites: Vec<Value>,
+    /// Messages waiting for their `post_at` (`chat.scheduleMessage`), see `responses.rs`.
+    pub scheduled: Vec<super::responses::Scheduled>,
     next_id: u64,
     last_ts: u64,
     events: broadcast::Sender<Value>,
@@ -419,6 +421,7 @@ impl Workspace {
             direct: HashMap::new(),
             files: HashMap::new(),
             invites: Vec::new(),
+            scheduled: Vec::new(),
             next_id: 1,
             last_ts: 0,
             events,
@@ -750,8 +753,14 @@ impl Workspace {
         self.store_message(idx, msg, key, ts)
     }
 
-    /// [`Workspace::post_message`] with a given ts; only the seed picks its own.
-    fn store_message(&mut self, idx: usize, msg: NewMessage, key: u64, ts: String) -> Value {
+    /// [`Workspace::post_message`] with a given ts (from [`Workspace::next_ts`], or the seed's).
+    pub(crate) fn store_message(
+        &mut self,
+        idx: usize,
+        msg: NewMessage,
+        key: u64,
+        ts: String,
+    ) -> Value {
         let mut data = Map::new();
         data.insert("type".into(), json!("message"));
         let mut author_id = None;
@@ -833,9 +842,20 @@ impl Workspace {
         event["channel"] = json!(ch.id);
         event["channel_type"] = json!(ch.kind.event_name());
         event["event_ts"] = json!(ts);
+        // Events that follow from this message (an app_mention), after it as on Slack.
+        let follow = super::slack_events::after_message(&event);
         // Nobody listening is fine: the send only fails when there are no receivers.
         let _ = self.events.send(event);
+        if let Some(e) = follow {
+            let _ = self.events.send(e);
+        }
         stored
+    }
+
+    /// Announces an event that is not about one stored message (reactions, joins); it must
+    /// carry its own `event_ts`.
+    pub fn emit(&self, event: Value) {
+        let _ = self.events.send(event);
     }
 }
 

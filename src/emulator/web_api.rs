@@ -59,6 +59,12 @@ impl<'a> Ctx<'a> {
         &self.shared.base_url
     }
 
+    /// Whether the token holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.token
+            .is_some_and(|k| granted_scopes(k).split(',').any(|s| s == scope))
+    }
+
     /// Registers a single-use WebSocket ticket handed out by `apps.connections.open` or
     /// `rtm.connect`.
     pub fn issue_ticket(&self, ticket: &str, kind: super::socket::Kind) {
@@ -154,13 +160,19 @@ pub fn decode_cursor(cursor: &str, kind: &str) -> Option<String> {
 fn all_scopes() -> &'static (String, String) {
     static SCOPES: OnceLock<(String, String)> = OnceLock::new();
     SCOPES.get_or_init(|| {
-        let collect = |f: fn(&Action) -> &'static [&'static str]| {
+        let collect = |f: fn(&Action) -> &'static [&'static str], extra: &[&'static str]| {
             let mut v: Vec<&str> = catalog::all().iter().flat_map(f).copied().collect();
+            v.extend_from_slice(extra);
             v.sort_unstable();
             v.dedup();
             v.join(",")
         };
-        (collect(|a| a.scopes_bot), collect(|a| a.scopes_user))
+        // Scopes no method requires but that widen what a method may do: posting into public
+        // channels the bot has not joined.
+        (
+            collect(|a| a.scopes_bot, &["chat:write.public"]),
+            collect(|a| a.scopes_user, &[]),
+        )
     })
 }
 
@@ -330,11 +342,22 @@ async fn run(
         resp.headers_mut().insert("x-oauth-scopes", v);
     }
     if let Some(a) = action {
-        let accepted = match kind {
-            Some(TokenKind::User) => a.scopes_user,
-            _ => a.scopes_bot,
+        // Without a usable token (invalid_auth, not_authed) every scope the method accepts
+        // is named, whichever kind of token would carry it.
+        let candidates: Vec<&str> = match kind {
+            Some(TokenKind::User) => a.scopes_user.to_vec(),
+            Some(_) => a.scopes_bot.to_vec(),
+            None => a.scopes_bot.iter().chain(a.scopes_user).copied().collect(),
         };
-        if let Ok(v) = HeaderValue::from_str(&accepted.join(",")) {
+        let mut accepted: Vec<&str> = Vec::with_capacity(candidates.len());
+        for s in candidates {
+            if !accepted.contains(&s) {
+                accepted.push(s);
+            }
+        }
+        if !accepted.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&accepted.join(","))
+        {
             resp.headers_mut().insert("x-accepted-oauth-scopes", v);
         }
     }
@@ -487,11 +510,13 @@ fn check_token_kind(action: &Action, kind: TokenKind) -> Result<(), ApiError> {
         && !action.scopes_bot.is_empty()
         && !action.scopes_bot.contains(&"chat:write")
     {
+        // Slack names every scope that would do, as a comma list.
+        let needed = action.scopes_bot.join(",");
         return Err(ApiError::reject(
             "missing_scope",
-            format!("{name} needs scope {}", action.scopes_bot[0]),
+            format!("{name} needs one of the scopes {needed}"),
         )
-        .with("needed", json!(action.scopes_bot[0]))
+        .with("needed", json!(needed))
         .with("provided", json!("chat:write")));
     }
     Ok(())

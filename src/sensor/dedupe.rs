@@ -1,12 +1,12 @@
 //! What the sensor already emitted: a bounded memory of keys (`event_id`, Socket Mode
-//! `envelope_id`, and channel + exact `ts`) with a time to live, optionally saved to a state
-//! directory so that a restarted sensor does not emit the same message twice.
+//! `envelope_id`, and channel + exact `ts`) with a time to live. With `--state` the same keys
+//! are also written ahead to a durable record (`crate::store::seen`), so that a restarted
+//! sensor does not emit the same message twice.
 //!
-//! The memory is pure (the caller passes the clock, in Unix seconds); saving writes a small
-//! JSON file atomically (temporary file, fsync, rename).
+//! The memory is pure (the caller passes the clock, in Unix seconds).
 
 use crate::fnv::{FnvMap, hash_parts};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -50,7 +50,6 @@ pub struct Seen {
     keys: FnvMap<u64, u64>,
     /// Insertion order, for expiry and eviction. May hold keys already removed.
     order: VecDeque<(u64, u64)>,
-    dirty: bool,
 }
 
 impl Seen {
@@ -60,7 +59,6 @@ impl Seen {
             capacity: capacity.max(1),
             keys: FnvMap::default(),
             order: VecDeque::new(),
-            dirty: false,
         }
     }
 
@@ -86,7 +84,6 @@ impl Seen {
         for h in keys {
             self.keys.insert(h, now);
             self.order.push_back((h, now));
-            self.dirty = true;
         }
         self.expire(now);
     }
@@ -103,87 +100,64 @@ impl Seen {
             }
             if current {
                 self.keys.remove(k);
-                self.dirty = true;
             }
             self.order.pop_front();
         }
     }
 
-    /// The state file's JSON: `{"version": 2, "keys": [[key_hash, unix_secs], …]}`, oldest
-    /// first.
-    pub fn to_json(&self) -> Value {
-        let keys: Vec<Value> = self
-            .order
+    /// Every key still remembered, with the second it was stored, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.order
             .iter()
             .filter(|(k, at)| self.keys.get(k) == Some(at))
-            .map(|(k, at)| json!([k, at]))
-            .collect();
-        json!({"version": 2, "keys": keys})
+            .copied()
     }
 
-    /// Loads keys from a state file's JSON; unknown shapes load nothing.
-    pub fn load_json(&mut self, v: &Value, now: u64) -> usize {
+    /// Remembers keys stored earlier (loaded from the record), skipping expired ones.
+    pub fn load(&mut self, entries: impl IntoIterator<Item = (u64, u64)>, now: u64) -> usize {
         let mut n = 0;
-        for item in v["keys"].as_array().into_iter().flatten() {
-            // Version 2 stores hashes; version 1 stored the keys themselves.
-            let h = item[0].as_u64().or_else(|| item[0].as_str().map(hash));
-            if let (Some(h), Some(at)) = (h, item[1].as_u64())
-                && now.saturating_sub(at) < self.ttl
-            {
+        for (h, at) in entries {
+            if now.saturating_sub(at) < self.ttl {
                 self.keys.insert(h, at);
                 self.order.push_back((h, at));
                 n += 1;
             }
         }
         self.expire(now);
-        self.dirty = false;
         n
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    pub fn mark_clean(&mut self) {
-        self.dirty = false;
-    }
-}
-
-/// The state file inside `--state DIR`.
-pub fn state_file(dir: &Path) -> PathBuf {
-    dir.join("sensor-state.json")
-}
-
-/// Writes `text` to `path` so that a reader (or a crash) sees either the old or the new
-/// content, never half of it.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable where the platform allows it.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    /// Forgets keys (a batch that never reached the reader). Their queue entries go stale.
+    pub fn forget(&mut self, keys: impl IntoIterator<Item = u64>) {
+        for k in keys {
+            self.keys.remove(&k);
         }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+
+    /// Reads the JSON state file of earlier versions (`{"version": 2, "keys": [[hash, secs],
+    /// …]}`; version 1 stored the key strings), so an upgrade does not forget what was emitted.
+    pub fn load_json(&mut self, v: &Value, now: u64) -> usize {
+        let entries = v["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let h = item[0].as_u64().or_else(|| item[0].as_str().map(hash))?;
+                Some((h, item[1].as_u64()?))
+            });
+        self.load(entries, now)
+    }
+}
+
+/// The JSON state file of earlier versions inside `--state DIR` (read once, then removed).
+pub fn legacy_state_file(dir: &Path) -> PathBuf {
+    dir.join("sensor-state.json")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn k(names: &[&str]) -> Vec<u64> {
         names.iter().map(|n| hash(n)).collect()
@@ -235,29 +209,21 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_and_skips_expired() {
+    fn entries_load_forget_and_legacy_json() {
         let mut s = Seen::new(600, 100);
         s.insert(k(&["old"]), 100);
         s.insert(k(&["new"]), 500);
-        assert!(s.is_dirty());
-        let text = s.to_json().to_string();
+        s.insert(k(&["gone"]), 500);
+        s.forget(k(&["gone"]));
+        let saved: Vec<(u64, u64)> = s.entries().collect();
+        assert_eq!(saved, vec![(hash("old"), 100), (hash("new"), 500)]);
         let mut t = Seen::new(600, 100);
-        assert_eq!(t.load_json(&serde_json::from_str(&text).unwrap(), 800), 1);
+        assert_eq!(t.load(saved, 800), 1);
         assert!(t.contains_any(k(&["new"]), 800) && !t.contains_any(k(&["old"]), 800));
-        assert!(!t.is_dirty());
-        assert_eq!(t.load_json(&json!({"nonsense": true}), 800), 0);
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file() {
-        let dir = std::env::temp_dir().join(format!("slackctl-dedupe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = state_file(&dir);
-        write_atomically(&p, "one").unwrap();
-        write_atomically(&p, "two").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
-        let leftovers = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary files left behind");
-        let _ = std::fs::remove_dir_all(&dir);
+        let mut u = Seen::new(600, 100);
+        let v = json!({"version": 2, "keys": [[hash("a"), 700], ["b", 700], [1, 10]]});
+        assert_eq!(u.load_json(&v, 800), 2);
+        assert!(u.contains_any(k(&["b"]), 800));
+        assert_eq!(u.load_json(&json!({"nonsense": true}), 800), 0);
     }
 }

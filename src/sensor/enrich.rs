@@ -2,6 +2,12 @@
 //! `conversations.info`, kept in bounded caches (size limit plus time to live) so a warm
 //! sensor makes no API call per message. A failed lookup is remembered for a short while and
 //! logged once; the message is then emitted with the ids it has.
+//!
+//! Lookups never hold up Slack's 3-second acknowledgement deadline: each runs in its own task
+//! (up to [`MAX_IN_FLIGHT`] at once), and a message waits for its own lookups only until its
+//! deadline ([`LOOKUP_BUDGET`] after it was received). A message whose names are not known by
+//! then goes out with its ids and `"enrichment": "partial"`; the lookup carries on and fills
+//! the cache for the next message.
 
 use super::payload::{ChannelInfo, UserInfo};
 use super::strip::Names;
@@ -11,6 +17,7 @@ use crate::transport::{Body, Client, Request};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// How long a looked-up user stays fresh.
 pub const USER_TTL: Duration = Duration::from_secs(3600);
@@ -18,8 +25,14 @@ pub const USER_TTL: Duration = Duration::from_secs(3600);
 pub const CHANNEL_TTL: Duration = Duration::from_secs(600);
 /// A failed lookup is not retried for this long.
 pub const FAILURE_TTL: Duration = Duration::from_secs(60);
-/// The longest a message waits for its lookups before it is emitted with ids only.
+/// The longest a message waits for its lookups, counted from when it was received, before it
+/// is emitted with ids only.
 pub const LOOKUP_BUDGET: Duration = Duration::from_millis(1500);
+/// A lookup running in the background gives up after this long.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lookups running at once at most; beyond this, messages go out partial (a burst of new
+/// users must not turn into a burst of calls that meets Slack's rate limits).
+pub const MAX_IN_FLIGHT: usize = 32;
 
 enum Entry<T> {
     Found { value: T, at: Instant },
@@ -110,6 +123,9 @@ enum What {
     Channel,
 }
 
+/// A finished lookup, sent back by its task.
+type Done = (What, String, Result<Value, String>);
+
 /// Looks up users and channels for the pipeline.
 pub struct Enricher {
     api: Option<(Client, Secret)>,
@@ -117,18 +133,32 @@ pub struct Enricher {
     channels: Cache<ChannelInfo>,
     /// Ids whose failure was already logged (bounded: cleared when large).
     logged: HashSet<(bool, String)>,
-    budget: Duration,
+    /// Lookups started and not yet answered.
+    in_flight: HashSet<(What, String)>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+}
+
+/// Whether a message's names are all known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    All,
+    /// Some user or channel has no cached details (lookup slow, failed or not possible).
+    Partial,
 }
 
 impl Enricher {
     /// `api` is `None` when no Web API token is configured: payloads then carry ids only.
     pub fn new(api: Option<(Client, Secret)>) -> Enricher {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         Enricher {
             api,
             users: Cache::new(USER_TTL, 20_000),
             channels: Cache::new(CHANNEL_TTL, 5_000),
             logged: HashSet::new(),
-            budget: LOOKUP_BUDGET,
+            in_flight: HashSet::new(),
+            done_tx,
+            done_rx,
         }
     }
 
@@ -144,67 +174,102 @@ impl Enricher {
         self.channels.value(id)
     }
 
-    /// Makes sure the given users and channels are cached (looked up when due), within the
-    /// time budget. Lookups run one after another on purpose: they are rare once warm, and
-    /// a burst of parallel calls would only meet Slack's rate limits sooner.
+    /// Makes sure the given users and channels are cached: starts the lookups that are due
+    /// (each in its own task), then waits for them until `deadline` at the latest. Says whether
+    /// every one of them is known.
     pub async fn warm<'a>(
         &mut self,
         users: impl IntoIterator<Item = &'a str>,
         channels: impl IntoIterator<Item = &'a str>,
-    ) {
+        deadline: Instant,
+    ) -> Known {
         if self.api.is_none() {
-            return;
+            return Known::All;
         }
-        let mut now = Instant::now();
-        let wanted = users
+        self.take_finished();
+        let now = Instant::now();
+        let wanted: Vec<(What, &str)> = users
             .into_iter()
             .map(|u| (What::User, u))
-            .chain(channels.into_iter().map(|c| (What::Channel, c)));
-        // Usually everything is cached: find what is due without any allocation.
-        let due: Vec<(What, &str)> = wanted
-            .filter(|(what, id)| !id.is_empty() && self.due(*what, id, now))
+            .chain(channels.into_iter().map(|c| (What::Channel, c)))
+            .filter(|(_, id)| !id.is_empty())
             .collect();
-        if due.is_empty() {
-            return;
+        // Usually everything is cached: nothing to start, nothing to wait for.
+        if wanted.iter().all(|(w, id)| !self.due(*w, id, now)) {
+            return self.known(&wanted);
         }
+        for &(what, id) in &wanted {
+            if self.due(what, id, now) {
+                self.start(what, id);
+            }
+        }
+        while wanted
+            .iter()
+            .any(|(w, id)| self.in_flight.contains(&(*w, (*id).to_string())))
+        {
+            match tokio::time::timeout_at(deadline.into(), self.done_rx.recv()).await {
+                Ok(Some(done)) => self.finish(done),
+                // Out of time: the lookups go on, this message goes out with what is known.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.known(&wanted)
+    }
+
+    fn known(&self, wanted: &[(What, &str)]) -> Known {
+        let all = wanted.iter().all(|(w, id)| match w {
+            What::User => self.users.value(id).is_some(),
+            What::Channel => self.channels.value(id).is_some(),
+        });
+        if all { Known::All } else { Known::Partial }
+    }
+
+    /// Starts one lookup in its own task, unless it already runs or too many do.
+    fn start(&mut self, what: What, id: &str) {
         let Some((client, token)) = self.api.clone() else {
             return;
         };
-        let deadline = now + self.budget;
-        for (what, id) in due {
-            now = Instant::now();
-            if !self.due(what, id, now) {
-                continue;
-            }
-            let left = deadline.saturating_duration_since(now);
-            let result = if left.is_zero() {
-                Err("no time left for the lookup".to_string())
-            } else {
-                match tokio::time::timeout(left, fetch(&client, &token, what, id)).await {
+        if self.in_flight.len() >= MAX_IN_FLIGHT || !self.in_flight.insert((what, id.to_string())) {
+            return;
+        }
+        let tx = self.done_tx.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let result =
+                match tokio::time::timeout(LOOKUP_TIMEOUT, fetch(&client, &token, what, &id)).await
+                {
                     Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "no answer within {:.1}s",
-                        self.budget.as_secs_f64()
-                    )),
+                    Err(_) => Err(format!("no answer within {}s", LOOKUP_TIMEOUT.as_secs())),
+                };
+            let _ = tx.send((what, id, result));
+        });
+    }
+
+    /// Files every lookup answered since the last look.
+    fn take_finished(&mut self) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.finish(done);
+        }
+    }
+
+    fn finish(&mut self, (what, id, result): Done) {
+        self.in_flight.remove(&(what, id.clone()));
+        let now = Instant::now();
+        match (result, what) {
+            (Ok(v), What::User) => {
+                let value = UserInfo::of(&v);
+                self.users.put(&id, Entry::Found { value, at: now }, now);
+            }
+            (Ok(v), What::Channel) => {
+                let value = ChannelInfo::of(&v);
+                self.channels.put(&id, Entry::Found { value, at: now }, now);
+            }
+            (Err(why), _) => {
+                match what {
+                    What::User => self.users.fail(&id, now),
+                    What::Channel => self.channels.fail(&id, now),
                 }
-            };
-            let now = Instant::now();
-            match (result, what) {
-                (Ok(v), What::User) => {
-                    let value = UserInfo::of(&v);
-                    self.users.put(id, Entry::Found { value, at: now }, now);
-                }
-                (Ok(v), What::Channel) => {
-                    let value = ChannelInfo::of(&v);
-                    self.channels.put(id, Entry::Found { value, at: now }, now);
-                }
-                (Err(why), _) => {
-                    match what {
-                        What::User => self.users.fail(id, now),
-                        What::Channel => self.channels.fail(id, now),
-                    }
-                    self.log_failure(what, id, &why);
-                }
+                self.log_failure(what, &id, &why);
             }
         }
     }

@@ -4,6 +4,13 @@
 //! with its challenge; `event_callback` goes through the pipeline and is answered 200 once its
 //! line is written (well inside Slack's 3 seconds, since lookups have their own budget).
 //! Requests are accepted on any path (`/`, `/slack/events`, …).
+//!
+//! The port is open to anyone who can reach it, so the receiver also defends itself before
+//! any signature can be checked: request headers must arrive within [`HEADER_TIMEOUT`] and the
+//! body within [`BODY_TIMEOUT`], bodies over [`BODY_LIMIT`] get 413, and at most
+//! [`MAX_CONNECTIONS`] connections are kept. When a new connection would exceed that, the
+//! oldest connection that is not in the middle of a request is closed, so a flood of idle or
+//! half-open connections can never keep Slack's deliveries out.
 
 use super::event::{self, Callback, Event};
 use super::pipeline::{Incoming, Pipeline};
@@ -11,12 +18,14 @@ use super::signature;
 use super::{Ending, Stop};
 use crate::error::{Error, Result};
 use crate::redact::Secret;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
@@ -32,6 +41,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Slack's payloads are small; anything this large is not from Slack.
 const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Slack sends a request's headers at once; a client that trickles them is not Slack.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The whole body must arrive within this (Slack sends it with the headers).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections kept open at once; beyond this the oldest idle one is closed.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// Binds `listen` and serves until stopped; returns how it ended.
 pub async fn run(
@@ -56,10 +74,6 @@ pub async fn run(
         pipeline: Mutex::new(pipeline),
         end: end_tx,
     });
-    let app = axum::Router::new()
-        .fallback(receive)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(rx.clone());
     let (decided_tx, mut decided_rx) = watch::channel(None::<Ending>);
     let shutdown = async move {
         let ending = tokio::select! {
@@ -74,15 +88,11 @@ pub async fn run(
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                rx.pipeline.lock().await.save();
+                rx.pipeline.lock().await.tidy();
             }
         })
     };
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let mut server = tokio::spawn(serve(listener, rx.clone(), shutdown));
     let decided_peek = decided_rx.clone();
     let mut server_done = false;
     let outcome = tokio::select! {
@@ -111,8 +121,163 @@ pub async fn run(
         }
     }
     saver.abort();
-    rx.pipeline.lock().await.save();
+    rx.pipeline.lock().await.tidy();
     outcome
+}
+
+/// One open connection, as the accept loop tracks it.
+struct Conn {
+    abort: tokio::task::AbortHandle,
+    /// True while a request whose body is in is being answered (never closed to make room).
+    busy: Arc<AtomicBool>,
+}
+
+/// The accept loop: HTTP/1.1 with header and body deadlines and a bounded number of
+/// connections, until `shutdown` completes; then connections finish their current request.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    rx: Arc<Receiver>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    let http = Arc::new(http);
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    // Keyed by an increasing number, so the first entry is the oldest connection.
+    let mut conns: BTreeMap<u64, Conn> = BTreeMap::new();
+    let mut next_id = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(id) = done {
+                    conns.remove(&id);
+                }
+            }
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        crate::log::warn(&format!("Events API receiver cannot accept a connection: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if conns.len() >= MAX_CONNECTIONS && !make_room(&mut conns) {
+                    drop(stream); // every connection is mid-request: refuse this one
+                    continue;
+                }
+                let id = next_id;
+                next_id += 1;
+                let busy = Arc::new(AtomicBool::new(false));
+                let abort = tasks.spawn(connection(
+                    id,
+                    stream,
+                    http.clone(),
+                    rx.clone(),
+                    busy.clone(),
+                    closing_rx.clone(),
+                ));
+                conns.insert(id, Conn { abort, busy });
+            }
+        }
+    }
+    // Stop accepting; let each connection finish the request it is answering.
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Closes the oldest connection that is not answering a request; false when all are busy.
+fn make_room(conns: &mut BTreeMap<u64, Conn>) -> bool {
+    let idle = conns
+        .iter()
+        .find(|(_, c)| !c.busy.load(Ordering::Acquire))
+        .map(|(id, _)| *id);
+    match idle.and_then(|id| conns.remove(&id)) {
+        Some(c) => {
+            c.abort.abort();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Serves one connection; returns its id so the accept loop can forget it.
+async fn connection(
+    id: u64,
+    stream: tokio::net::TcpStream,
+    http: Arc<hyper::server::conn::http1::Builder>,
+    rx: Arc<Receiver>,
+    busy: Arc<AtomicBool>,
+    mut closing: watch::Receiver<bool>,
+) -> u64 {
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let rx = rx.clone();
+        let busy = busy.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(rx, req, &busy).await) }
+    });
+    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return id,
+        _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+    id
+}
+
+/// Reads the body (bounded in size and time), then answers the request. Only once the body
+/// is in is the connection marked busy: one still sending its body may be closed to make room.
+async fn handle(
+    rx: Arc<Receiver>,
+    req: Request<hyper::body::Incoming>,
+    busy: &AtomicBool,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    let read = async {
+        let mut stream = Body::new(body).into_data_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+            if buf.len() + chunk.len() > BODY_LIMIT {
+                return Err(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(StatusCode::PAYLOAD_TOO_LARGE)) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+        Ok(Err(code)) => return text(code, "cannot read the request body\n"),
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body came too slowly\n",
+            );
+        }
+    };
+    busy.store(true, Ordering::Release);
+    let answer = receive(rx, parts.method, parts.headers, body).await;
+    busy.store(false, Ordering::Release);
+    answer
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
@@ -128,12 +293,8 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn receive(
-    State(rx): State<Arc<Receiver>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn receive(rx: Arc<Receiver>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let received = std::time::Instant::now();
     if method == Method::GET || method == Method::HEAD {
         return text(StatusCode::OK, "slackctl sensor: POST Slack events here\n");
     }
@@ -182,6 +343,7 @@ async fn receive(
                 envelope_id: None,
                 team: v.team_id.get(),
                 retry,
+                received,
             };
             let mut p = rx.pipeline.lock().await;
             if p.done() {
@@ -190,6 +352,8 @@ async fn receive(
             }
             // The line must reach the reader before Slack hears 2xx.
             match p.handle(inc).await.and_then(|o| p.flush().map(|_| o)) {
+                // The shared dedupe record is unreachable: not accepted, so Slack retries.
+                Ok(_) if p.take_held() => text(StatusCode::SERVICE_UNAVAILABLE, "retry later\n"),
                 Ok(_) => {
                     if p.done() {
                         let _ = rx.end.send(Some(Ending::Done));

@@ -80,6 +80,7 @@ pub fn plan(settings: &Settings, listen: Option<SocketAddr>) -> Result<Plan> {
     match s.mode {
         SensorMode::Socket => app.map(Plan::Socket).ok_or_else(|| {
             Error::config("Socket Mode needs an app-level token and none is configured")
+                .hint(settings.looked_for(crate::config::Credential::AppToken))
                 .hint(socket_hint)
         }),
         SensorMode::Rtm => rtm
@@ -113,6 +114,7 @@ pub fn plan(settings: &Settings, listen: Option<SocketAddr>) -> Result<Plan> {
 fn events_plan(settings: &Settings, listen: Option<SocketAddr>) -> Result<Plan> {
     let secret = settings.signing_secret.clone().ok_or_else(|| {
         Error::config("the Events API receiver needs the app's signing secret, and none is configured")
+            .hint(settings.looked_for(crate::config::Credential::SigningSecret))
             .hint("set SLACK_SIGNING_SECRET (app settings > Basic Information > Signing Secret) or sensor.signing_secret")
     })?;
     let addr = match listen {
@@ -153,7 +155,7 @@ pub async fn run(
         Some(token) => {
             let c = Client::new(ClientOptions {
                 api_url: settings.api_url.clone(),
-                timeout: settings.timeout.min(enrich::LOOKUP_BUDGET),
+                timeout: settings.timeout.min(enrich::LOOKUP_TIMEOUT),
                 retries: 1,
                 max_retry_after: Duration::from_secs(1),
                 verbose: opts.verbose,
@@ -176,7 +178,12 @@ pub async fn run(
         opts.max_messages,
         opts.verbose,
     );
-    if let Some(dir) = &opts.state_dir {
+    if let crate::store::Backend::Redis { .. } = &settings.backend {
+        // One record for every sensor of the app, whichever host it runs on.
+        let store = crate::store::seen::open(&settings.backend, dedupe::DEFAULT_TTL_SECS)
+            .map_err(|e| crate::error::Error::config(e.to_string()))?;
+        pipeline = pipeline.with_store(store)?;
+    } else if let Some(dir) = &opts.state_dir {
         pipeline = pipeline.with_state(dir.clone())?;
     }
     match plan {

@@ -23,6 +23,8 @@ pub struct Filter {
     pub include_edits: bool,
     /// Emit `message_deleted` (deletions).
     pub include_deletes: bool,
+    /// Drop direct messages and group DMs, as st2's own pack did (its sensor shim's default).
+    pub drop_direct: bool,
 }
 
 impl Filter {
@@ -40,7 +42,15 @@ impl Filter {
             include_edits: include_edits || has("message_changed"),
             include_deletes: include_deletes || has("message_deleted"),
             subtypes,
+            drop_direct: false,
         }
+    }
+
+    /// Also drops direct messages and group DMs (`im`, `mpim`; a `D` id when the event does
+    /// not say its channel type).
+    pub fn without_direct_messages(mut self) -> Filter {
+        self.drop_direct = true;
+        self
     }
 
     /// The message to emit, or why the event is not emitted (for `-v` logs).
@@ -52,6 +62,15 @@ impl Filter {
         let Some(m) = Message::of(event) else {
             return Err("message event without channel or ts".into());
         };
+        if self.drop_direct {
+            let direct = match m.event.channel_type.get() {
+                Some(t) => t == "im" || t == "mpim",
+                None => m.channel().starts_with('D'),
+            };
+            if direct {
+                return Err("a direct message; sensor.direct_messages emits them".into());
+            }
+        }
         match m.subtype() {
             None => {}
             Some("message_changed") if !self.include_edits => {
@@ -174,6 +193,8 @@ pub struct Delivery<'a> {
     pub event_id: Option<&'a str>,
     /// The workspace (`team_id` of the Events API wrapper).
     pub team: Option<&'a str>,
+    /// `Some("partial")` when some user or channel details could not be looked up in time.
+    pub enrichment: Option<&'static str>,
 }
 
 /// Whole seconds of a ts, read from its digits (never through a float).
@@ -407,6 +428,9 @@ pub struct Payload<'x> {
     pub previous_text: Option<&'x str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_ts: Option<&'x str>,
+    /// `"partial"`: a name lookup was slow or failed, so some names are missing (ids are there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<&'static str>,
 }
 
 /// The trigger payload. `text` is the message text, already stripped when asked for.
@@ -436,6 +460,7 @@ pub fn payload<'x>(
         bot_id: msg.bot_id.get(),
         previous_text: m.previous_text.as_deref(),
         event_ts: edited_or_deleted.then(|| m.event_ts()),
+        enrichment: d.enrichment,
     }
 }
 
@@ -522,6 +547,7 @@ mod tests {
         let d = Delivery {
             event_id: Some("Ev1"),
             team: Some("T9"),
+            enrichment: None,
         };
         let p = payload(&m, Some(&user), Some(&chan), "hi", d);
         let line = trigger_line(&p);
@@ -679,6 +705,24 @@ mod tests {
             f.check(ev(r#"{"type": "user_change", "user": {"id": "U1"}}"#))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn direct_messages_can_be_dropped() {
+        let im = msg(json!({"channel": "D1", "channel_type": "im"}));
+        let mpim = msg(json!({"channel": "G1", "channel_type": "mpim"}));
+        let rtm_im = msg(json!({"channel": "D2", "channel_type": null}));
+        let group = msg(json!({"channel": "G2", "channel_type": "group"}));
+        let all = Filter::new(false, vec![], false, false);
+        for m in [&im, &mpim, &rtm_im, &group] {
+            assert!(all.check(ev(m)).is_ok());
+        }
+        let no_dm = all.without_direct_messages();
+        for m in [&im, &mpim, &rtm_im] {
+            assert!(no_dm.check(ev(m)).is_err());
+        }
+        assert!(no_dm.check(ev(&group)).is_ok());
+        assert!(no_dm.check(ev(&msg(json!({})))).is_ok());
     }
 
     #[test]

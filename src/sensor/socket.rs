@@ -17,6 +17,7 @@ use super::pipeline::{Incoming, Pipeline};
 use super::{Ending, Stop};
 use crate::error::{Error, Result};
 use crate::redact::Secret;
+use crate::store::seen::SyncJob;
 use crate::transport::{Body, Client, Request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -148,6 +149,8 @@ enum Report {
         id: u64,
         /// The frame's text, parsed by the manager (borrowing from it).
         text: Utf8Bytes,
+        /// When it came off the socket (the lookup budget counts from here).
+        received: std::time::Instant,
         /// Held until the frame is handled: bounds how many parsed frames wait in memory.
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
@@ -226,6 +229,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
     let permits = Arc::new(tokio::sync::Semaphore::new(FRAMES_IN_FLIGHT));
     let mut pending: Vec<(u64, String)> = Vec::new();
+    let mut syncs = Syncs::default();
     let mut conns: HashMap<u64, Conn> = HashMap::new();
     let mut next_id = 0u64;
     let mut failures = 0u32;
@@ -234,13 +238,19 @@ pub async fn run(
     let mut connecting: Option<u64> = None;
     let mut save_tick = tokio::time::interval(Duration::from_secs(1));
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the oldest acknowledgement still pending was received.
+    let mut oldest: Option<std::time::Instant> = None;
+    let mut rtm = RtmGap::default();
 
     let mut unflushed = false;
     let ending = loop {
+        if pending.is_empty() {
+            oldest = None;
+        }
         // Lines go out (flushed) before their acknowledgements, once per batch of frames.
         if unflushed && rx.is_empty() {
             unflushed = false;
-            if !flush_acks(pipeline, &conns, &mut pending) {
+            if !flush_acks(pipeline, &conns, &mut pending, &mut syncs) {
                 break Ending::StdoutClosed;
             }
         }
@@ -268,9 +278,16 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let synced = async {
+            match syncs.running.as_mut() {
+                Some((job, _)) => job.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = stop.changed() => break Ending::Stopped,
+            result = synced => syncs.finished(result, pipeline, &conns),
             report = rx.recv() => {
                 let Some(report) = report else { break Ending::Stopped };
                 match report {
@@ -283,6 +300,13 @@ pub async fn run(
                         }
                         let live = conns.values().filter(|c| c.ready_at.is_some()).count();
                         crate::log::info(&format!("sensor connected ({}, {live} connection(s))", protocol.name()));
+                        // RTM does not replay what was posted while no socket was up: fetch it.
+                        if protocol == Protocol::Rtm
+                            && let Some(since) = rtm.lost_at.take()
+                            && !rtm.backfill(&opener, pipeline, since.elapsed()).await
+                        {
+                            break Ending::StdoutClosed;
+                        }
                         // The replacement is up: let the old connections go.
                         for (other, c) in conns.iter_mut() {
                             if *other != id && c.draining && !c.closing {
@@ -291,17 +315,23 @@ pub async fn run(
                             }
                         }
                     }
-                    Report::Frame { id, text, _permit } => {
-                        let result = on_frame(protocol, id, &text, &mut conns, pipeline, &mut pending).await?;
+                    Report::Frame { id, text, received, _permit } => {
+                        let result = on_frame(protocol, id, &text, received, &mut conns, pipeline, &mut pending, &mut rtm).await?;
                         drop(_permit);
                         unflushed = true;
-                        // A large batch is flushed and acknowledged at once; smaller ones at
-                        // the top of the loop, as soon as nothing else is waiting.
-                        if pending.len() >= ACK_BATCH
+                        if !pending.is_empty() {
+                            oldest.get_or_insert(received);
+                        }
+                        // A large batch, or one whose first envelope has waited long (slow
+                        // lookups), is flushed and acknowledged at once; smaller ones at the
+                        // top of the loop, as soon as nothing else is waiting.
+                        if (pending.len() >= ACK_BATCH || oldest.is_some_and(|t| t.elapsed() >= ACK_WITHIN))
                             && !matches!(result, FrameResult::SinkClosed)
-                            && !flush_acks(pipeline, &conns, &mut pending)
                         {
-                            break Ending::StdoutClosed;
+                            oldest = None;
+                            if !flush_acks(pipeline, &conns, &mut pending, &mut syncs) {
+                                break Ending::StdoutClosed;
+                            }
                         }
                         match result {
                             FrameResult::Continue => {}
@@ -329,6 +359,13 @@ pub async fn run(
                             return Err(e);
                         }
                         let Some(conn) = conn else { continue };
+                        if protocol == Protocol::Rtm
+                            && conn.ready_at.is_some()
+                            && !conns.values().any(|c| c.ready_at.is_some())
+                            && rtm.lost_at.is_none()
+                        {
+                            rtm.lost_at = Some(std::time::Instant::now());
+                        }
                         match conn.ready_at {
                             None => {
                                 failures = failures.saturating_add(1);
@@ -360,7 +397,7 @@ pub async fn run(
                     connecting = Some(id);
                 }
             }
-            _ = save_tick.tick() => pipeline.save(),
+            _ = save_tick.tick() => pipeline.tidy(),
         }
     };
 
@@ -371,9 +408,21 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         while let Ok(report) = rx.try_recv() {
-            if let Report::Frame { id, text, .. } = report
+            if let Report::Frame {
+                id, text, received, ..
+            } = report
                 && matches!(
-                    on_frame(protocol, id, &text, &mut conns, pipeline, &mut pending).await?,
+                    on_frame(
+                        protocol,
+                        id,
+                        &text,
+                        received,
+                        &mut conns,
+                        pipeline,
+                        &mut pending,
+                        &mut rtm
+                    )
+                    .await?,
                     FrameResult::SinkClosed
                 )
             {
@@ -382,9 +431,14 @@ pub async fn run(
         }
     }
     if ending != Ending::StdoutClosed {
-        flush_acks(pipeline, &conns, &mut pending);
+        flush_acks(pipeline, &conns, &mut pending, &mut syncs);
     }
-    pipeline.save();
+    // Acknowledgements still waiting for the record's sync go out once it is done.
+    while let Some((job, _)) = syncs.running.as_mut() {
+        let result = job.await;
+        syncs.finished(result, pipeline, &conns);
+    }
+    pipeline.tidy();
     close_all(&mut conns).await;
     Ok(ending)
 }
@@ -394,28 +448,98 @@ pub async fn run(
 const FRAMES_IN_FLIGHT: usize = 256;
 /// Acknowledgements sent in one go at most (lines are flushed first).
 const ACK_BATCH: usize = 512;
+/// A batch is acknowledged once its first envelope has waited this long, whatever follows:
+/// with lookups bounded by `enrich::LOOKUP_BUDGET`, every envelope is acknowledged within
+/// about this plus the budget (2 s), inside Slack's 3.
+const ACK_WITHIN: Duration = Duration::from_millis(500);
 
-/// Flushes the emitted lines, then sends the acknowledgements waiting for them. Returns false
-/// when stdout is closed: then nothing is acknowledged, and Slack redelivers to the next run.
-fn flush_acks(
-    pipeline: &mut Pipeline,
-    conns: &HashMap<u64, Conn>,
-    pending: &mut Vec<(u64, String)>,
-) -> bool {
-    if let Err(e) = pipeline.flush() {
-        crate::log::warn(&format!(
-            "stdout is closed ({}); stopping without acknowledging",
-            e.0
-        ));
-        pending.clear();
-        return false;
+/// Acknowledgements whose lines are out, waiting for the dedupe record's sync: the sync runs
+/// on the blocking pool while the manager handles the next batch, and one sync covers every
+/// batch sealed before it started.
+#[derive(Default)]
+struct Syncs {
+    /// Sealed since the running sync started: they need the next one.
+    sealed: Vec<(u64, String)>,
+    next: Option<SyncJob>,
+    running: Option<RunningSync>,
+}
+
+/// A sync on the blocking pool, and the acknowledgements waiting for it.
+type RunningSync = (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    Vec<(u64, String)>,
+);
+
+impl Syncs {
+    fn start(&mut self) {
+        if self.running.is_none()
+            && let Some(job) = self.next.take()
+        {
+            let acks = std::mem::take(&mut self.sealed);
+            self.running = Some((tokio::task::spawn_blocking(job), acks));
+        }
     }
-    for (id, ack) in pending.drain(..) {
+
+    /// The running sync ended: its acknowledgements go out, and the next sync starts.
+    fn finished(
+        &mut self,
+        result: std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
+        pipeline: &mut Pipeline,
+        conns: &HashMap<u64, Conn>,
+    ) {
+        let Some((_, acks)) = self.running.take() else {
+            return;
+        };
+        pipeline.sync_done(result.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))));
+        send_acks(conns, acks);
+        self.start();
+    }
+}
+
+fn send_acks(conns: &HashMap<u64, Conn>, acks: impl IntoIterator<Item = (u64, String)>) {
+    for (id, ack) in acks {
         if let Some(c) = conns.get(&id) {
             let _ = c.cmd.send(Command::Send(ack));
         }
     }
-    true
+}
+
+/// Flushes the emitted lines and seals them in the dedupe record, then sends the
+/// acknowledgements waiting for them (once the record is synced, when there is one). Returns
+/// false when stdout is closed: then nothing is acknowledged, and Slack redelivers to the next
+/// run.
+fn flush_acks(
+    pipeline: &mut Pipeline,
+    conns: &HashMap<u64, Conn>,
+    pending: &mut Vec<(u64, String)>,
+    syncs: &mut Syncs,
+) -> bool {
+    match pipeline.flush_lines() {
+        Err(e) => {
+            crate::log::warn(&format!(
+                "stdout is closed ({}); stopping without acknowledging",
+                e.0
+            ));
+            pending.clear();
+            false
+        }
+        Ok(_) if pipeline.take_held() => {
+            // The shared dedupe record is unreachable: nothing acknowledged, so Slack
+            // delivers these again (to this sensor or another) once it answers.
+            pending.clear();
+            true
+        }
+        Ok(None) => {
+            send_acks(conns, pending.drain(..));
+            true
+        }
+        Ok(Some(job)) => {
+            syncs.sealed.append(pending);
+            syncs.next = Some(job);
+            syncs.start();
+            true
+        }
+    }
 }
 
 enum FrameResult {
@@ -427,13 +551,16 @@ enum FrameResult {
     SinkClosed,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn on_frame(
     protocol: Protocol,
     id: u64,
     text: &str,
+    received: std::time::Instant,
     conns: &mut HashMap<u64, Conn>,
     pipeline: &mut Pipeline,
     pending: &mut Vec<(u64, String)>,
+    rtm: &mut RtmGap,
 ) -> Result<FrameResult> {
     match protocol {
         Protocol::SocketMode => {
@@ -449,7 +576,7 @@ async fn on_frame(
                     }
                 },
             };
-            on_envelope(id, frame, unreadable, conns, pipeline, pending).await
+            on_envelope(id, frame, unreadable, received, conns, pipeline, pending).await
         }
         Protocol::Rtm => {
             let Ok(event) = Event::parse(text) else {
@@ -471,12 +598,14 @@ async fn on_frame(
                     Ok(FrameResult::Continue)
                 }
                 "message" => {
+                    rtm.saw(event.channel.get(), event.ts.get());
                     let inc = Incoming {
                         event,
                         event_id: None,
                         envelope_id: None,
                         team: None,
                         retry: 0,
+                        received,
                     };
                     match pipeline.handle(inc).await {
                         Ok(_) => Ok(FrameResult::Continue),
@@ -493,6 +622,161 @@ async fn on_frame(
     }
 }
 
+/// What RTM needs to make up for a gap: RTM does not replay what was posted while no socket
+/// was connected, so after a loss the sensor asks `conversations.history` for each channel it
+/// has seen, from the newest `ts` it saw there; the dedupe drops what arrives twice.
+#[derive(Default)]
+struct RtmGap {
+    /// Channel id → the newest message ts seen in it.
+    last_ts: HashMap<String, String>,
+    /// Set when the last live RTM socket was lost.
+    lost_at: Option<std::time::Instant>,
+}
+
+/// Pages of history fetched per channel after a gap at most (200 messages each).
+const BACKFILL_PAGES: usize = 10;
+
+/// A ts as a comparable pair (seconds, fraction as written, right-padded).
+fn ts_order(ts: &str) -> (u64, u64) {
+    let (s, f) = ts.split_once('.').unwrap_or((ts, ""));
+    let mut frac = f.chars().take(6).collect::<String>();
+    while frac.len() < 6 {
+        frac.push('0');
+    }
+    (s.parse().unwrap_or(0), frac.parse().unwrap_or(0))
+}
+
+impl RtmGap {
+    fn saw(&mut self, channel: Option<&str>, ts: Option<&str>) {
+        let (Some(c), Some(ts)) = (channel, ts) else {
+            return;
+        };
+        match self.last_ts.get_mut(c) {
+            Some(t) if ts_order(ts) > ts_order(t) => *t = ts.to_string(),
+            Some(_) => {}
+            None => {
+                self.last_ts.insert(c.to_string(), ts.to_string());
+            }
+        }
+    }
+
+    /// Fetches and handles what was posted during a gap of `gap` in the channels seen so far.
+    /// Returns false when stdout is closed.
+    async fn backfill(&mut self, opener: &Opener, pipeline: &mut Pipeline, gap: Duration) -> bool {
+        let secs = gap.as_secs_f64();
+        if self.last_ts.is_empty() {
+            crate::log::warn(&format!(
+                "RTM was disconnected for {secs:.1}s; no message had been seen yet, so nothing \
+                 posted during the gap can be fetched back (RTM does not replay it)"
+            ));
+            return true;
+        }
+        let channels: Vec<(String, String)> = self
+            .last_ts
+            .iter()
+            .map(|(c, t)| (c.clone(), t.clone()))
+            .collect();
+        let (mut fetched, mut failed) = (0usize, Vec::new());
+        for (channel, oldest) in channels {
+            match history_since(opener, &channel, &oldest).await {
+                Ok(texts) => {
+                    for text in texts.iter().rev() {
+                        let Ok(event) = Event::parse(text) else {
+                            continue;
+                        };
+                        self.saw(event.channel.get(), event.ts.get());
+                        let inc = Incoming {
+                            event,
+                            event_id: None,
+                            envelope_id: None,
+                            team: None,
+                            retry: 0,
+                            received: std::time::Instant::now(),
+                        };
+                        match pipeline.handle(inc).await {
+                            Ok(super::pipeline::Outcome::Emitted) => fetched += 1,
+                            Ok(_) => {}
+                            Err(e) => {
+                                crate::log::warn(&format!("stdout is closed ({}); stopping", e.0));
+                                return false;
+                            }
+                        }
+                    }
+                }
+                Err(e) => failed.push(format!("{channel} ({})", e.message)),
+            }
+        }
+        if pipeline.flush().is_err() {
+            return false;
+        }
+        let seen = self.last_ts.len();
+        crate::log::warn(&format!(
+            "RTM was disconnected for {secs:.1}s: {fetched} message(s) posted meanwhile were \
+             fetched back from the {seen} channel(s) seen so far; messages in other channels \
+             and thread replies posted during the gap are not recovered"
+        ));
+        if !failed.is_empty() {
+            crate::log::warn(&format!(
+                "could not fetch what was posted during the {secs:.1}s gap in {}: those \
+                 messages are missing",
+                failed.join(", ")
+            ));
+        }
+        true
+    }
+}
+
+/// The messages of `channel` newer than `oldest` (newest first, as Slack lists them), each as
+/// an RTM-shaped event text (history items lack `channel`).
+async fn history_since(
+    opener: &Opener,
+    channel: &str,
+    oldest: &str,
+) -> std::result::Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..BACKFILL_PAGES {
+        let mut args = vec![
+            ("channel".to_string(), channel.to_string()),
+            ("oldest".to_string(), oldest.to_string()),
+            ("inclusive".to_string(), "false".to_string()),
+            ("limit".to_string(), "200".to_string()),
+        ];
+        if let Some(c) = &cursor {
+            args.push(("cursor".to_string(), c.clone()));
+        }
+        let req = Request {
+            method: "conversations.history",
+            body: Body::Query(args),
+            token: Some(&opener.token),
+            idempotent: true,
+            pace: None,
+        };
+        let r = opener.client.call(&req).await?;
+        for m in r.body["messages"].as_array().into_iter().flatten() {
+            let mut m = m.clone();
+            if let Value::Object(o) = &mut m {
+                o.insert("channel".into(), json!(channel));
+                o.entry("type").or_insert(json!("message"));
+            }
+            out.push(m.to_string());
+        }
+        cursor = r.body["response_metadata"]["next_cursor"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        if cursor.is_none() || r.body["has_more"] == json!(false) {
+            return Ok(out);
+        }
+    }
+    crate::log::warn(&format!(
+        "more than {} messages were posted in {channel} during the gap; only the newest {} were fetched",
+        BACKFILL_PAGES * 200,
+        BACKFILL_PAGES * 200
+    ));
+    Ok(out)
+}
+
 /// The acknowledgement of one envelope.
 fn ack_text(envelope_id: &str) -> String {
     #[derive(serde::Serialize)]
@@ -506,6 +790,7 @@ async fn on_envelope(
     id: u64,
     frame: EventEnvelope<'_>,
     unreadable: Option<serde_json::Error>,
+    received: std::time::Instant,
     conns: &mut HashMap<u64, Conn>,
     pipeline: &mut Pipeline,
     pending: &mut Vec<(u64, String)>,
@@ -568,6 +853,7 @@ async fn on_envelope(
         envelope_id: Some(envelope_id),
         team: callback.team_id.get(),
         retry: frame.retry_attempt.0,
+        received,
     };
     match pipeline.handle(inc).await {
         Ok(_) => {
@@ -669,7 +955,13 @@ async fn connection(
         let Ok(_permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let _ = tx.send(Report::Frame { id, text, _permit });
+        let received = std::time::Instant::now();
+        let _ = tx.send(Report::Frame {
+            id,
+            text,
+            received,
+            _permit,
+        });
     }
 
     let tick_every = (timing.ping_interval / 4)
@@ -703,8 +995,9 @@ async fn connection(
                         }
                         // Waits while the pipeline is behind (bounded memory). The manager
                         // never waits on this task, so this cannot deadlock.
+                        let received = std::time::Instant::now();
                         let Ok(_permit) = permits.clone().acquire_owned().await else { break "shutting down".to_string() };
-                        let _ = tx.send(Report::Frame { id, text: t, _permit });
+                        let _ = tx.send(Report::Frame { id, text: t, received, _permit });
                     }
                     Some(Ok(Message::Pong(_))) => awaiting_pong = None,
                     Some(Ok(Message::Close(f))) => {

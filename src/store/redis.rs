@@ -627,6 +627,185 @@ impl super::journal::Journal for RedisJournal {
     }
 }
 
+/// How long a sensor's claim on a message stays pending before it counts as abandoned: a
+/// batch is claimed, written and committed within milliseconds, so only a sensor that died
+/// (or stalled this long) between its claim and its commit leaves one behind.
+const PENDING_MS: u64 = 1000;
+/// How long a sensor waits for another sensor's pending claim to be committed or abandoned.
+const PENDING_WAIT: Duration = Duration::from_millis(1300);
+
+/// Claims each message of a batch: ARGV[1] holder, ARGV[2] pending ms, then one count per
+/// message (its keys, in order, are the next KEYS). Answers per message: 1 ours (now pending
+/// under our name), 0 emitted by another sensor, 2 pending at another sensor.
+const SEEN_CLAIM: &str = r"
+local out, k = {}, 1
+for m = 3, #ARGV do
+  local n, verdict = tonumber(ARGV[m]), 1
+  for i = k, k + n - 1 do
+    local v = redis.call('GET', KEYS[i])
+    if v == 'done' then verdict = 0; break end
+    if v and v ~= ARGV[1] then verdict = 2 end
+  end
+  if verdict == 1 then
+    for i = k, k + n - 1 do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+  end
+  table.insert(out, verdict)
+  k = k + n
+end
+return out
+";
+
+/// The sensor's dedupe record in Redis, shared by every sensor of the app: one key per
+/// message key, `pending` (the claiming sensor's name, expiring after [`PENDING_MS`]) from
+/// the claim until the batch is sealed, then `done` for the record's TTL.
+pub struct RedisSeen {
+    redis: Arc<Redis>,
+    ttl: u64,
+    holder: String,
+    /// Keys claimed since the last seal.
+    claimed: Vec<String>,
+}
+
+fn seen_key(k: u64) -> String {
+    format!("{PREFIX}seen:{k:016x}")
+}
+
+impl RedisSeen {
+    pub fn new(redis: Arc<Redis>, ttl_secs: u64) -> RedisSeen {
+        RedisSeen {
+            redis,
+            ttl: ttl_secs.max(1),
+            holder: holder_id(),
+            claimed: Vec::new(),
+        }
+    }
+
+    fn claim_once(&self, messages: &[&super::seen::MessageKeys]) -> std::io::Result<Vec<i64>> {
+        let mut keys = Vec::new();
+        let mut counts = Vec::new();
+        for m in messages {
+            let ks: Vec<String> = m.iter().flatten().map(|k| seen_key(*k)).collect();
+            counts.push(ks.len());
+            keys.extend(ks);
+        }
+        let holder = self.holder.clone();
+        self.redis.exec(move |mut c| async move {
+            let script = redis::Script::new(SEEN_CLAIM);
+            let mut call = script.prepare_invoke();
+            for k in &keys {
+                call.key(k);
+            }
+            call.arg(&holder).arg(PENDING_MS);
+            for n in &counts {
+                call.arg(*n);
+            }
+            call.invoke_async(&mut c).await
+        })
+    }
+}
+
+impl super::seen::SeenStore for RedisSeen {
+    fn describe(&self) -> String {
+        self.redis.describe()
+    }
+
+    fn load(&mut self, _now: u64) -> std::io::Result<super::seen::Loaded> {
+        // The server holds the keys (and expires them). A sensor started while Redis is down
+        // runs, acknowledging nothing until it is back, rather than exiting.
+        if let Err(e) = self
+            .redis
+            .exec(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+        {
+            crate::log::warn(&format!(
+                "{e}; no message is emitted or acknowledged until it answers (Slack delivers them again)"
+            ));
+        }
+        Ok(super::seen::Loaded::default())
+    }
+
+    fn claim(
+        &mut self,
+        messages: &[super::seen::MessageKeys],
+        _now: u64,
+    ) -> std::io::Result<Vec<bool>> {
+        let mut verdict: Vec<Option<bool>> = messages
+            .iter()
+            .map(|m| m.iter().all(Option::is_none).then_some(true))
+            .collect();
+        let deadline = Instant::now() + PENDING_WAIT;
+        loop {
+            let open: Vec<usize> = (0..messages.len())
+                .filter(|i| verdict[*i].is_none())
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            let batch: Vec<&super::seen::MessageKeys> =
+                open.iter().map(|i| &messages[*i]).collect();
+            let answers = self.claim_once(&batch)?;
+            let mut waiting = false;
+            for (i, a) in open.iter().zip(answers) {
+                match a {
+                    1 => {
+                        verdict[*i] = Some(true);
+                        self.claimed
+                            .extend(messages[*i].iter().flatten().map(|k| seen_key(*k)));
+                    }
+                    0 => verdict[*i] = Some(false),
+                    _ => waiting = true,
+                }
+            }
+            if !waiting {
+                break;
+            }
+            if Instant::now() >= deadline {
+                // Still pending elsewhere after the pending time: that sensor is alive and
+                // slow; it emits them.
+                for i in open {
+                    verdict[i].get_or_insert(false);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(verdict.into_iter().map(|v| v.unwrap_or(false)).collect())
+    }
+
+    fn seal(&mut self) -> std::io::Result<super::seen::SyncJob> {
+        let keys = std::mem::take(&mut self.claimed);
+        let (redis, ttl) = (self.redis.clone(), self.ttl);
+        Ok(Box::new(move || {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            redis.exec(move |mut c| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("SET")
+                        .arg(k)
+                        .arg("done")
+                        .arg("EX")
+                        .arg(ttl)
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut c).await
+            })
+        }))
+    }
+
+    fn tidy(
+        &mut self,
+        _live: &mut dyn Iterator<Item = (u64, u64)>,
+        _count: usize,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

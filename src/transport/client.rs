@@ -313,13 +313,22 @@ impl Client {
                 .post(&url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(encode_pairs(pairs)),
+            Body::BasicForm(pairs, creds) => self
+                .http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", creds.header())
+                .body(encode_pairs(pairs)),
             Body::Json(map) => self
                 .http
                 .post(&url)
                 .header("content-type", "application/json; charset=utf-8")
                 .body(serde_json::to_vec(map).unwrap_or_default()),
         };
-        if let Some(t) = req.token {
+        if let Some(t) = req
+            .token
+            .filter(|_| !matches!(req.body, Body::BasicForm(..)))
+        {
             builder = builder.header("authorization", format!("Bearer {}", t.expose()));
         }
         if self.opts.verbose {
@@ -347,7 +356,8 @@ impl Client {
                 .as_deref()
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .unwrap_or(1.0);
-            let wait = Duration::from_secs_f64(secs.max(0.0));
+            // A NaN or absurd Retry-After must not abort (security hook).
+            let wait = crate::limits::retry_after(secs, Duration::MAX);
             if wait > self.opts.max_retry_after {
                 return Attempt::Done(Err(Error::failed(format!(
                     "{}: rate limited by Slack (HTTP 429, Retry-After {secs}s)",
@@ -514,11 +524,12 @@ pub fn slack_error(method: &str, status: u16, body: Value) -> Error {
             e = e.hint("the token is invalid, revoked, expired or for another workspace: check SLACK_TOKEN / action_token")
         }
         "not_allowed_token_type" => {
-            let kinds = action.map(|a| a.tokens.join(" or ")).unwrap_or_default();
-            e = e.hint(if kinds.is_empty() {
+            let tokens = action.map(|a| a.tokens).unwrap_or_default();
+            e = e.hint(if tokens.is_empty() || tokens.contains(&"any") {
                 "this method does not accept that kind of token".to_string()
             } else {
-                format!("{method} accepts {kinds} tokens (bot: xoxb-, user: xoxp-, app-level: xapp-)")
+                // Name only the kinds that fit (security/messages hook, issue 13).
+                format!("{method} needs {}", crate::run::token_kinds(tokens))
             });
         }
         "channel_not_found" | "not_in_channel" => {

@@ -254,7 +254,8 @@ impl Pacer {
                     "slackctl does not send past a shared rate limit it cannot read: run again when the backend is reachable, or pass --no-rate-limit to send unpaced",
                 )
             })?;
-        Ok(Duration::from_secs_f64((start - t).max(0.0)))
+        // A damaged state file can hold any number; never abort on it.
+        Ok(crate::limits::retry_after(start - t, Duration::MAX))
     }
 
     /// Waits for a token, telling the user when the wait is noticeable; fails when it would

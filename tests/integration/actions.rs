@@ -723,11 +723,13 @@ fn upload_content_in_three_steps_and_share_it() {
     assert_eq!(up[0]["args"]["bytes"], 11);
     assert!(up[0]["notes"].as_array().unwrap().is_empty(), "{up:?}");
     let step3 = &emu.requests_to("files.completeUploadExternal")[0];
-    assert_eq!(step3["content_type"], "application/json; charset=utf-8");
-    assert_eq!(
-        step3["args"],
-        json!({"files": [{"id": id, "title": "Greeting"}], "channels": "C0000001,C0000002", "initial_comment": "see this"})
-    );
+    // A form with `files` as JSON text, as slack_sdk sends it.
+    assert_eq!(step3["content_type"], "application/x-www-form-urlencoded");
+    let files: Value = serde_json::from_str(step3["args"]["files"].as_str().unwrap()).unwrap();
+    assert_eq!(files, json!([{"id": id, "title": "Greeting"}]));
+    assert_eq!(step3["args"]["channels"], "C0000001,C0000002");
+    assert_eq!(step3["args"]["initial_comment"], "see this");
+    assert_eq!(step3["args"].as_object().unwrap().len(), 3);
     for ch in ["C0000001", "C0000002"] {
         let last = emu.messages(ch).pop().unwrap();
         assert_eq!(last["text"], "see this");

@@ -84,9 +84,9 @@ fn every_st2_action_is_listed_with_its_parameters() {
         for (pname, p) in act["parameters"].as_object().unwrap() {
             let op = &ours["parameters"][pname];
             assert!(op.is_object(), "{name}.{pname} missing");
-            if p["required"] == true && op["default"].is_null() {
-                assert_eq!(op["required"], true, "{name}.{pname} must stay required");
-            }
+            // Required flags come from Slack's table and the SDKs, never from the pack (a
+            // dropped flag only widens what st2 accepts); the type stays the pack's.
+            assert_eq!(op["type"], p["type"], "{name}.{pname} keeps st2's type");
             if p["immutable"] == true {
                 assert_eq!(op["immutable"], true, "{name}.{pname}");
                 assert_eq!(op["default"], p["default"], "{name}.{pname}");
@@ -106,8 +106,10 @@ fn get_shows_property_value_and_json_parameters() {
     assert_eq!(j["parameters"]["end_point"]["immutable"], true);
     assert_eq!(j["parameters"]["end_point"]["default"], "chat.postMessage");
     assert_eq!(j["parameters"]["channel"]["required"], true);
+    // st2's declared types are the original pack's, so st2 accepts what it always accepted.
     assert_eq!(j["parameters"]["thread_ts"]["type"], "string");
-    assert_eq!(j["parameters"]["blocks"]["type"], "array");
+    assert_eq!(j["parameters"]["blocks"]["type"], "string");
+    assert_eq!(j["parameters"]["metadata"]["type"], "object");
     assert_eq!(j["parameters"]["token"]["secret"], true);
     assert!(
         j["parameters"]["mrkdwn"]["default"].is_null(),
@@ -210,4 +212,181 @@ fn importer_check_passes_on_the_committed_catalog() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The 50 methods slackctl documents fully: every parameter has a one-line description.
+const MOST_USED: &[&str] = &[
+    "chat.postMessage",
+    "chat.update",
+    "chat.delete",
+    "chat.postEphemeral",
+    "chat.scheduleMessage",
+    "chat.getPermalink",
+    "chat.unfurl",
+    "chat.meMessage",
+    "conversations.list",
+    "conversations.history",
+    "conversations.replies",
+    "conversations.info",
+    "conversations.members",
+    "conversations.create",
+    "conversations.invite",
+    "conversations.join",
+    "conversations.leave",
+    "conversations.archive",
+    "conversations.unarchive",
+    "conversations.rename",
+    "conversations.setTopic",
+    "conversations.setPurpose",
+    "conversations.open",
+    "conversations.kick",
+    "conversations.mark",
+    "users.list",
+    "users.info",
+    "users.lookupByEmail",
+    "users.conversations",
+    "users.getPresence",
+    "users.setPresence",
+    "users.profile.get",
+    "users.profile.set",
+    "reactions.add",
+    "reactions.remove",
+    "reactions.get",
+    "files.info",
+    "files.list",
+    "files.delete",
+    "files.getUploadURLExternal",
+    "files.completeUploadExternal",
+    "pins.add",
+    "pins.remove",
+    "pins.list",
+    "views.open",
+    "views.publish",
+    "views.update",
+    "views.push",
+    "auth.test",
+    "team.info",
+];
+
+#[test]
+fn most_used_methods_describe_every_parameter() {
+    assert_eq!(MOST_USED.len(), 50);
+    let mut missing = Vec::new();
+    for m in MOST_USED {
+        let j = slackctl(&["action", "get", m, "--json"]).json();
+        for (name, p) in j["parameters"].as_object().unwrap() {
+            if p["immutable"] != true && p["description"].as_str().unwrap_or("").is_empty() {
+                missing.push(format!("{m}.{name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no description: {missing:?}");
+}
+
+#[test]
+fn help_shows_what_must_be_given_and_one_of_groups() {
+    let out = slackctl(&["run", "chat.postMessage", "--help"]);
+    out.assert_code(0);
+    let (req, opt) = out.stdout.split_once("Optional Parameters:").unwrap();
+    assert!(req.contains("    channel\n"), "{req}");
+    // http_method has a default, so it need not be given even though st2 marks it required.
+    assert!(!req.contains("http_method"), "{req}");
+    assert!(opt.contains("    http_method\n"), "{opt}");
+    assert!(
+        out.stdout
+            .contains("one of: attachments, blocks, text, markdown_text"),
+        "{}",
+        out.stdout
+    );
+    let out = slackctl(&["run", "views.open", "--help"]);
+    let (req, _) = out.stdout.split_once("Optional Parameters:").unwrap();
+    assert!(
+        req.contains("    view\n") && !req.contains("trigger_id"),
+        "{req}"
+    );
+    assert!(
+        out.stdout
+            .contains("exactly one of: trigger_id, interactivity_pointer"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Calls Slack's SDKs accept that the st2 pack's 2020 flags used to refuse (issue 14).
+#[test]
+fn calls_the_sdks_accept_are_not_refused() {
+    let emu = Emu::start();
+    let view = r#"view={"type":"modal","title":{"type":"plain_text","text":"t"},"blocks":[]}"#;
+    let cases: &[&[&str]] = &[
+        &["views.open", "interactivity_pointer=IP1", view],
+        &["views.push", "interactivity_pointer=IP1", view],
+        &[
+            "chat.unfurl",
+            "source=composer",
+            "unfurl_id=U1",
+            r#"unfurls={}"#,
+        ],
+        &[
+            "oauth.v2.access",
+            "client_id=1.2",
+            "client_secret=s",
+            "grant_type=refresh_token",
+            "refresh_token=r",
+        ],
+        &[
+            "admin.users.session.invalidate",
+            "user_id=U1",
+            "session_id=s-12345",
+        ],
+        &["admin.users.list"],
+        &[
+            "admin.users.setExpiration",
+            "user_id=U1",
+            "expiration_ts=1900000000",
+        ],
+        &[
+            "chat.appendStream",
+            "channel=C1",
+            "ts=1.2",
+            r#"chunks=[{"type":"markdown_text","text":"x"}]"#,
+        ],
+        &[
+            "chat.stopStream",
+            "channel=C1",
+            "ts=1.2",
+            "session_status=complete",
+        ],
+        &[
+            "chat.unfurl",
+            "channel=C1",
+            "ts=1.2",
+            r#"metadata={"entities":[]}"#,
+        ],
+        &[
+            "chat.postMessage",
+            "channel=C1",
+            "text=x",
+            "container_id=X1",
+        ],
+        &["team.info", "include_slackbot_availability=true"],
+        &["admin.apps.uninstall", "app_id=A1", "team_id=T1"],
+    ];
+    for args in cases {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(args);
+        let out = emu.run(&argv);
+        assert_ne!(out.code, 2, "{args:?} refused:\n{}", out.stderr);
+        out.assert_no_panic();
+    }
+    // The refresh's client credentials travel as HTTP Basic auth, as slack_sdk sends them.
+    let r = emu.requests_to("oauth.v2.access");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["args"]["client_id"], "1.2");
+    assert_eq!(r[0]["args"]["grant_type"], "refresh_token");
+    let raw = r[0]["raw_body"].as_str().unwrap();
+    assert!(!raw.contains("client_secret"), "{raw}");
+    // session_id is a string (both SDKs), so an ID that is not all digits is accepted.
+    let r = emu.requests_to("admin.users.session.invalidate");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["args"]["session_id"], "s-12345");
 }

@@ -703,3 +703,249 @@ fn rediss_verifies_the_server_and_keeps_the_password_out_of_every_output() {
     let keys = redis.cli(&["KEYS", "slackctl:pace:*"]);
     assert!(keys.contains("chat.postMessage|C0000002"), "{keys}");
 }
+
+// ---- sensors sharing one dedupe record -------------------------------------------------------
+
+/// A running `slackctl sensor` on its own "host"; its stdout lines are collected by a thread.
+struct GroupSensor {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl GroupSensor {
+    fn start(emu: &Emu, redis: &RedisServer, name: &str) -> GroupSensor {
+        let before = connections(emu);
+        let mut child = host(emu, Some(redis), name)
+            .env("SLACK_APP_TOKEN", emu.token("app"))
+            .arg("sensor")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Lines::follow(&mut child).seen;
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&l);
+                s.push('\n');
+            }
+        });
+        // Connected: the emulator counts one more Socket Mode connection.
+        let deadline = Instant::now() + WAIT;
+        while connections(emu) <= before {
+            assert!(Instant::now() < deadline, "{name} never connected");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GroupSensor {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["payload"]["text"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for GroupSensor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sockets(emu: &Emu) -> Value {
+    serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/sockets", None)).unwrap()
+}
+
+fn connections(emu: &Emu) -> usize {
+    sockets(emu)["connections"].as_array().map_or(0, |c| {
+        c.iter().filter(|c| c["kind"] == "socket_mode").count()
+    })
+}
+
+fn socket_action(emu: &Emu, action: &str, body: Value) {
+    http(
+        "POST",
+        &emu.base_url(),
+        &format!("/_emulator/sockets/{action}"),
+        Some(&body.to_string()),
+    );
+}
+
+fn post_messages(emu: &Emu, text: &str, count: usize) {
+    http(
+        "POST",
+        &emu.base_url(),
+        "/_emulator/messages",
+        Some(&serde_json::json!({"channel": "C0000001", "user": "U0000001", "text": text, "count": count}).to_string()),
+    );
+}
+
+/// Waits until every envelope was acknowledged (nothing unacked or queued at the emulator).
+#[track_caller]
+fn wait_all_acked(emu: &Emu) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = sockets(emu);
+        if s["unacked"] == 0 && s["queued"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still unacknowledged: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every text of the group, with how many times it came out.
+fn group_counts(sensors: &[&GroupSensor]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for s in sensors {
+        for t in s.texts() {
+            *m.entry(t).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[track_caller]
+fn wait_group(sensors: &[&GroupSensor], distinct: usize) {
+    let deadline = Instant::now() + WAIT;
+    while group_counts(sensors).len() < distinct {
+        assert!(
+            Instant::now() < deadline,
+            "only {:?}; stderr: {:?}",
+            group_counts(sensors),
+            sensors.iter().map(|s| s.stderr()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_sensors_emit_each_message_once_in_the_group_whichever_connection_gets_it() {
+    let Some(redis) = RedisServer::start(None) else {
+        return;
+    };
+    let emu = Emu::start();
+    socket_action(&emu, "config", serde_json::json!({"spread": true}));
+    let sensors: Vec<GroupSensor> = (0..3)
+        .map(|i| GroupSensor::start(&emu, &redis, &format!("sensor{i}")))
+        .collect();
+    let all: Vec<&GroupSensor> = sensors.iter().collect();
+    post_messages(&emu, "hello", 30);
+    wait_group(&all, 30);
+    wait_all_acked(&emu);
+    // Slack sends them all again, each to another connection than the first time.
+    socket_action(&emu, "redeliver", serde_json::json!({"count": 30}));
+    wait_all_acked(&emu);
+    let counts = group_counts(&all);
+    assert_eq!(counts.len(), 30);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let busy = sensors.iter().filter(|s| !s.texts().is_empty()).count();
+    assert!(busy >= 2, "the envelopes were spread over the sensors");
+    let status = sockets(&emu);
+    assert!(status["redelivered"].as_u64().unwrap() >= 30, "{status}");
+    let keys = redis.cli(&["KEYS", "slackctl:seen:*"]);
+    assert!(keys.lines().count() >= 30, "{keys}");
+    let ttl: i64 = redis
+        .cli(&["TTL", keys.lines().next().unwrap()])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "dedupe keys expire");
+}
+
+#[test]
+fn kill_9_of_one_sensor_loses_nothing_and_repeats_nothing() {
+    let Some(redis) = RedisServer::start(None) else {
+        return;
+    };
+    let emu = Emu::start();
+    socket_action(
+        &emu,
+        "config",
+        serde_json::json!({"spread": true, "ack_timeout_ms": 1000, "max_attempts": 20}),
+    );
+    let mut victim = GroupSensor::start(&emu, &redis, "victim");
+    let others: Vec<GroupSensor> = (0..2)
+        .map(|i| GroupSensor::start(&emu, &redis, &format!("other{i}")))
+        .collect();
+    // The victim stops reading (its envelopes stay unacknowledged), then is killed.
+    let victim_conn = sockets(&emu)["connections"][0]["id"].clone();
+    socket_action(&emu, "silent", serde_json::json!({"target": victim_conn}));
+    post_messages(&emu, "during", 30);
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let all: Vec<&GroupSensor> = others.iter().chain([&victim]).collect();
+    wait_group(&all, 30);
+    wait_all_acked(&emu);
+    post_messages(&emu, "after", 10);
+    wait_group(&all, 40);
+    wait_all_acked(&emu);
+    let counts = group_counts(&all);
+    assert_eq!(counts.len(), 40);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
+
+#[test]
+fn sensors_stop_acknowledging_while_redis_is_down_and_catch_up_when_it_returns() {
+    let Some(mut redis) = RedisServer::start(None) else {
+        return;
+    };
+    let emu = Emu::start();
+    socket_action(
+        &emu,
+        "config",
+        serde_json::json!({"spread": true, "ack_timeout_ms": 500, "max_attempts": 100}),
+    );
+    let sensors: Vec<GroupSensor> = (0..2)
+        .map(|i| GroupSensor::start(&emu, &redis, &format!("sensor{i}")))
+        .collect();
+    let all: Vec<&GroupSensor> = sensors.iter().collect();
+    post_messages(&emu, "before", 5);
+    wait_group(&all, 5);
+    wait_all_acked(&emu);
+    redis.stop();
+    post_messages(&emu, "down", 10);
+    // Slack redelivers what nobody acknowledges; nothing comes out meanwhile.
+    let deadline = Instant::now() + WAIT;
+    while sockets(&emu)["redelivered"].as_u64().unwrap() < 10 {
+        assert!(Instant::now() < deadline, "{}", sockets(&emu));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        group_counts(&all).len(),
+        5,
+        "nothing emitted without the dedupe record"
+    );
+    let warned = sensors.iter().any(|s| {
+        s.stderr().contains(&format!(
+            "the Redis state backend redis://127.0.0.1:{}/0",
+            redis.port
+        ))
+    });
+    assert!(
+        warned,
+        "{:?}",
+        sensors.iter().map(|s| s.stderr()).collect::<Vec<_>>()
+    );
+    redis.restart();
+    wait_group(&all, 15);
+    wait_all_acked(&emu);
+    let counts = group_counts(&all);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}

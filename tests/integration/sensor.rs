@@ -25,6 +25,17 @@ struct Sensor {
 impl Sensor {
     /// Socket Mode (app token) plus the bot token for lookups, unless `env` says otherwise.
     fn start(emu: &Emu, args: &[&str], env: &[(&str, &str)]) -> Sensor {
+        Self::start_bounded(emu, args, env, None)
+    }
+
+    /// As [`Sensor::start`]; with `bound`, at most that many lines wait unread, so a reader
+    /// that stops taking lines holds the sensor up (its stdout pipe fills).
+    fn start_bounded(
+        emu: &Emu,
+        args: &[&str],
+        env: &[(&str, &str)],
+        bound: Option<usize>,
+    ) -> Sensor {
         let mut c = emu.cmd();
         c.env("SLACK_APP_TOKEN", emu.token("app"));
         for (k, v) in env {
@@ -37,12 +48,22 @@ impl Sensor {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start sensor");
-        let (tx, lines) = mpsc::channel();
+        type Send = Box<dyn Fn(String) -> bool + std::marker::Send>;
+        let (send, lines): (Send, mpsc::Receiver<String>) = match bound {
+            Some(b) => {
+                let (tx, rx) = mpsc::sync_channel(b);
+                (Box::new(move |l| tx.send(l).is_ok()), rx)
+            }
+            None => {
+                let (tx, rx) = mpsc::channel();
+                (Box::new(move |l| tx.send(l).is_ok()), rx)
+            }
+        };
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if !send(line) {
                     break;
                 }
             }
@@ -983,7 +1004,7 @@ fn state_dir_remembers_what_was_emitted_across_restarts() {
     s.take(1);
     s.terminate();
     assert_eq!(s.wait(), 0);
-    assert!(dir.join("sensor-state.json").is_file());
+    assert!(dir.join("sensor-seen.log").is_file());
     let s = Sensor::start(&emu, &["--state", state], &[]);
     wait_fresh_conn(&emu, "socket_mode", &[]);
     // Slack sends the already-emitted event again: the new process knows it.
@@ -1003,29 +1024,39 @@ fn max_messages_exits_after_n_lines() {
     assert_eq!(s.wait(), 0);
 }
 
-#[test]
-fn st2_python_sensor_dispatches_lines() {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("python3 not found; skipping the st2 sensor test");
+/// sensors/test_slack_sensor.py: the st2 shim against the emulator (latency of single
+/// messages, a 2,000-event flood acked and dispatched once, DMs off by default, cleanup,
+/// SIGTERM and SIGKILL of a process shaped like st2's sensor wrapper).
+fn st2_python_sensor(modules: &[&str], args: &[&str]) {
+    let Some(py) = crate::pack::pack_python(modules) else {
         return;
-    }
+    };
     let test =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sensors/test_slack_sensor.py");
-    let out = std::process::Command::new("python3")
-        .arg(&test)
-        .env("SLACKCTL_BIN", BIN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    crate::pack::run_unittest(
+        std::process::Command::new(py)
+            .arg("-W")
+            .arg("ignore::DeprecationWarning")
+            .arg(&test)
+            .args(args)
+            .env("SLACKCTL_BIN", BIN)
+            .env_remove("SLACK_TOKEN")
+            .env_remove("SLACK_APP_TOKEN")
+            .env_remove("SLACK_API_URL"),
+        14,
+        Duration::from_secs(180),
     );
+}
+
+#[test]
+fn st2_python_sensor_with_plain_threads() {
+    st2_python_sensor(&[], &[]);
+}
+
+/// As st2's sensor container runs it: eventlet.monkey_patch() before anything is loaded.
+#[test]
+fn st2_python_sensor_under_eventlet_like_st2s_sensor_container() {
+    st2_python_sensor(&["eventlet"], &["--eventlet"]);
 }
 
 #[test]
@@ -1039,4 +1070,472 @@ fn demo_shows_a_posted_message_coming_back_as_a_trigger() {
         .unwrap_or_else(|| panic!("no trigger line in the demo:\n{}", out.stdout));
     let v: Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["payload"]["text"], "Hello from slackctl");
+}
+
+// ---- guarantees under faults (issue 12) -----------------------------------------------------
+
+/// Sends SIGKILL: no chance to flush, save or acknowledge anything.
+fn kill9(s: &mut Sensor) {
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    if let Some(r) = s.stderr_reader.take() {
+        let _ = r.join();
+    }
+}
+
+/// Waits until the emulator has nothing unacknowledged or queued (every envelope taken).
+#[track_caller]
+fn wait_all_acked(emu: &Emu, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let st = sockets(emu);
+        if st["unacked"] == 0 && st["queued"] == 0 {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "envelopes still unacknowledged: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `ts` a restarted sensor said it emits again (the previous run was killed while
+/// writing them): the only repeats the guarantee allows.
+fn announced_repeats(stderr: &str) -> HashSet<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" again: the previous run was stopped while writing it"))
+        .filter_map(|l| l.split("emitting ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Lines until `want` distinct ts were seen (or the deadline passes), counting repeats.
+fn collect_until(s: &Sensor, seen: &mut Vec<String>, want: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut distinct: HashSet<String> = seen.iter().cloned().collect();
+    while distinct.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(l) = s.lines.recv_timeout(left) else {
+            panic!(
+                "only {} of {want} messages came out\nstderr:\n{}",
+                distinct.len(),
+                s.stderr()
+            );
+        };
+        let v: Value = serde_json::from_str(&l).unwrap();
+        let ts = v["payload"]["timestamp_raw"].as_str().unwrap().to_string();
+        distinct.insert(ts.clone());
+        seen.push(ts);
+    }
+}
+
+/// Keys claimed in the sensor's dedupe record after its last commit: the batch it was writing.
+/// Reads the file format of `store::seen` (16-byte header, 16-byte records, commit marker
+/// `u64::MAX`).
+fn uncommitted_claims(dir: &std::path::Path) -> usize {
+    let b = std::fs::read(dir.join("sensor-seen.log")).unwrap_or_default();
+    b.get(16..)
+        .unwrap_or_default()
+        .chunks_exact(16)
+        .rev()
+        .take_while(|r| r[..8] != [0xff; 8])
+        .count()
+}
+
+/// Floods a `--state` sensor with `n` envelopes, kills it with SIGKILL when `kill_when` says
+/// so, restarts it on the same state and checks that every message came out, and that the only
+/// repeats are the ones the restarted sensor announced. Returns (lines in the first run,
+/// repeats, announced).
+fn kill_mid_flood(
+    n: usize,
+    reader_bound: usize,
+    kill_when: impl FnOnce(&Sensor, &std::path::Path) -> Vec<String>,
+) -> (usize, usize, usize) {
+    let emu = Emu::start();
+    // No timeout redeliveries to muddy the count: only the kill makes Slack send again.
+    socket_action(
+        &emu,
+        "config",
+        json!({"ack_timeout_ms": 60000, "max_attempts": 100}),
+    );
+    let dir = tempdir("sensor-kill");
+    let state = dir.to_str().unwrap();
+    let mut s = Sensor::start_bounded(&emu, &["--state", state], &[], Some(reader_bound));
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let flood = socket_action(&emu, "flood", json!({"count": n}));
+    assert_eq!(flood["affected"], n as u64);
+    let mut seen = kill_when(&s, &dir);
+    kill9(&mut s);
+    // What the killed run had already written is still in the pipe.
+    seen.extend(
+        s.rest()
+            .iter()
+            .map(|l| l["payload"]["timestamp_raw"].as_str().unwrap().to_string()),
+    );
+    let first_run = seen.len();
+    assert!(first_run < n, "the kill came after the flood: {first_run}");
+    let s = Sensor::start(&emu, &["--state", state], &[]);
+    collect_until(&s, &mut seen, n, Duration::from_secs(60));
+    wait_all_acked(&emu, Duration::from_secs(20));
+    s.assert_no_more(Duration::from_millis(500));
+    let mut count: std::collections::HashMap<&str, usize> = Default::default();
+    for ts in &seen {
+        *count.entry(ts).or_default() += 1;
+    }
+    assert_eq!(count.len(), n, "every message came out");
+    let allowed = announced_repeats(&s.stderr());
+    let repeated: Vec<&&str> = count
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(ts, _)| ts)
+        .collect();
+    for ts in &repeated {
+        assert!(
+            allowed.contains(**ts),
+            "{ts} came out twice without warning ({first_run} lines in run 1, {} in total)\nstderr:\n{}",
+            seen.len(),
+            s.stderr()
+        );
+    }
+    assert!(count.values().all(|&n| n <= 2));
+    (first_run, repeated.len(), allowed.len())
+}
+
+fn ts_of(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["payload"]["timestamp_raw"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_flood_then_restart_emits_every_message_exactly_once() {
+    // The reader takes 1,500 lines and the kill follows at once: the sensor cannot run ahead
+    // of it by more than a pipe's worth, so the kill lands mid-flood, wherever the sensor is.
+    let (first, repeated, announced) = kill_mid_flood(6000, 16, |s, _| ts_of(&s.take(1500)));
+    assert!(repeated <= announced, "{first} {repeated} {announced}");
+}
+
+#[test]
+fn kill_9_mid_write_repeats_only_the_announced_batch() {
+    // The reader takes nothing: the sensor fills its stdout pipe and blocks in the middle of
+    // writing a batch it has claimed but not committed. Killed there, its lines may or may not
+    // have been read, and the restarted sensor must say so and emit them again, not drop them.
+    let (first, repeated, announced) = kill_mid_flood(3000, 1, |_, dir| {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (0, 0);
+        loop {
+            let now = (
+                uncommitted_claims(dir),
+                std::fs::metadata(dir.join("sensor-seen.log")).map_or(0, |m| m.len()),
+            );
+            // A claimed batch that stays uncommitted while nothing is read: stuck mid-write.
+            if now.0 > 0 && now == last {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sensor never blocked: {now:?}"
+            );
+            last = now;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Vec::new()
+    });
+    assert!(
+        announced > 0,
+        "no repeat announced ({first} lines in run 1)"
+    );
+    assert!(repeated <= announced);
+}
+
+#[test]
+fn slow_acks_kill_9_and_redelivery_emit_nothing_twice() {
+    let emu = Emu::start();
+    // Slack takes our acks but registers them only much later, and redelivers meanwhile.
+    socket_action(
+        &emu,
+        "config",
+        json!({"ack_delay_ms": 600000, "ack_timeout_ms": 300, "max_attempts": 1000}),
+    );
+    let dir = tempdir("sensor-slow-acks");
+    let state = dir.to_str().unwrap();
+    let mut s = Sensor::start(&emu, &["--state", state], &[]);
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let want = posted_ts(&post(&emu, json!({"channel": "general", "count": 20})));
+    let got = s.take(20);
+    assert_same_set(&unique_ts(&got), &want);
+    // Slack redelivers (the acks were not registered); the running sensor drops the repeats.
+    let deadline = Instant::now() + WAIT;
+    while sockets(&emu)["redelivered"].as_u64().unwrap() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "no redelivery: {}",
+            sockets(&emu)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(&mut s);
+    assert!(s.rest().is_empty(), "repeats were emitted before the kill");
+    let delivered = sockets(&emu)["delivered"].as_u64().unwrap();
+    let s = Sensor::start(&emu, &["--state", state], &[]);
+    // Every one of the 20 reaches the new process again...
+    let deadline = Instant::now() + WAIT;
+    while sockets(&emu)["delivered"].as_u64().unwrap() < delivered + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "no redelivery: {}",
+            sockets(&emu)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...and none comes out; a new message does.
+    let fresh = posted_ts(&post(&emu, json!({"channel": "general", "text": "new"})));
+    let l = s.take(1);
+    assert_eq!(unique_ts(&l), fresh);
+    s.assert_no_more(Duration::from_millis(800));
+    assert!(
+        !s.stderr().contains("stopped while writing"),
+        "{}",
+        s.stderr()
+    );
+}
+
+#[test]
+fn slow_lookups_do_not_hold_up_acks() {
+    let emu = Emu::start();
+    // Slack's own deadline: an envelope not acknowledged within 3 s is sent again.
+    socket_action(&emu, "config", json!({"ack_timeout_ms": 3000}));
+    emu.fault(json!({"path": "/api/users.info", "delay_ms": 2000, "times": 1000}));
+    let s = Sensor::start(&emu, &[], &[]);
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let start = Instant::now();
+    let mut want = Vec::new();
+    for i in 1..=20 {
+        let user = format!("U{i:07}");
+        want.extend(posted_ts(&post(
+            &emu,
+            json!({"channel": "general", "user": user, "text": format!("from {user}")}),
+        )));
+    }
+    let got = s.take(20);
+    assert_same_set(&unique_ts(&got), &want);
+    // All acknowledged inside the deadline, nothing redelivered.
+    let st = wait_all_acked(&emu, Duration::from_secs(3).saturating_sub(start.elapsed()));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(st["acked"], 20, "{st}");
+    assert_eq!(st["redelivered"], 0, "{st}");
+    for l in &got {
+        assert_eq!(l["payload"]["enrichment"], "partial", "{l}");
+        assert!(
+            l["payload"]["user"]["id"]
+                .as_str()
+                .unwrap()
+                .starts_with('U')
+        );
+    }
+    // The lookups go on in the background; once answered, that user's next message carries
+    // the name, unmarked.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        post(
+            &emu,
+            json!({"channel": "general", "user": "U0000003", "text": "again"}),
+        );
+        let l = s.take(1);
+        if l[0]["payload"].get("enrichment").is_none() {
+            assert!(l[0]["payload"]["user"]["name"].is_string(), "{}", l[0]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lookup never finished");
+    }
+    // They ran side by side (one after another, 20 would take 40 s), one per user.
+    let deadline = Instant::now() + WAIT;
+    while emu.requests_to("users.info").len() < 20 {
+        assert!(Instant::now() < deadline, "lookups still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "lookups ran one after another: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        emu.requests_to("users.info").len(),
+        20,
+        "one lookup per user"
+    );
+}
+
+/// An RTM sensor that has seen one message in #general.
+fn rtm_sensor_with_history(emu: &Emu) -> (Sensor, u64, Vec<String>) {
+    let user = emu.token("user");
+    let s = Sensor::start(
+        emu,
+        &["--mode", "rtm"],
+        &[("SLACK_RTM_TOKEN", &user), ("SLACK_APP_TOKEN", "")],
+    );
+    let conn = wait_fresh_conn(emu, "rtm", &[]);
+    let want = posted_ts(&post(emu, json!({"channel": "general", "text": "before"})));
+    let got = s.take(1);
+    assert_same_set(&unique_ts(&got), &want);
+    (s, conn, want)
+}
+
+/// Drops the RTM socket and keeps the sensor from reconnecting for a while (its next
+/// `rtm.connect` answers late), then waits until the socket is gone.
+fn drop_rtm(emu: &Emu, hold_ms: u64) {
+    emu.fault(json!({"path": "/api/rtm.connect", "delay_ms": hold_ms, "times": 1}));
+    socket_action(emu, "drop", json!({"kind": "rtm"}));
+    let deadline = Instant::now() + WAIT;
+    while !open_conns(emu, "rtm").is_empty() {
+        assert!(Instant::now() < deadline, "the RTM socket was not dropped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn rtm_fetches_back_what_was_posted_while_the_socket_was_down() {
+    let emu = Emu::start();
+    let (s, first, before) = rtm_sensor_with_history(&emu);
+    drop_rtm(&emu, 2000);
+    // Posted while no RTM socket is connected: RTM itself never delivers these.
+    let gap = posted_ts(&post(
+        &emu,
+        json!({"channel": "general", "text": "during the gap", "count": 3}),
+    ));
+    assert!(
+        open_conns(&emu, "rtm").is_empty(),
+        "posted after the reconnect"
+    );
+    let got = s.take(3);
+    assert_same_set(&unique_ts(&got), &gap);
+    wait_fresh_conn(&emu, "rtm", &[first]);
+    let after = posted_ts(&post(&emu, json!({"channel": "general", "text": "after"})));
+    let l = s.take(1);
+    assert_same_set(&unique_ts(&l), &after);
+    s.assert_no_more(Duration::from_millis(500));
+    let history = emu.requests_to("conversations.history");
+    assert_eq!(history.len(), 1, "{history:#?}");
+    assert_eq!(history[0]["args"]["oldest"], before[0].as_str());
+    let err = s.stderr_with("fetched back");
+    assert!(
+        err.contains("RTM was disconnected for") && err.contains("3 message(s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rtm_gap_that_cannot_be_fetched_is_reported_with_its_length() {
+    let emu = Emu::start();
+    let (s, first, _) = rtm_sensor_with_history(&emu);
+    emu.fault(json!({"path": "/api/conversations.history", "error": "missing_scope", "times": 1}));
+    drop_rtm(&emu, 1000);
+    post(
+        &emu,
+        json!({"channel": "general", "text": "lost in the gap"}),
+    );
+    wait_fresh_conn(&emu, "rtm", &[first]);
+    let err = s.stderr_with("could not fetch");
+    assert!(err.contains("missing_scope"), "{err}");
+    assert!(err.contains("RTM was disconnected for"), "{err}");
+    let after = posted_ts(&post(&emu, json!({"channel": "general", "text": "after"})));
+    assert_same_set(&unique_ts(&s.take(1)), &after);
+    s.assert_no_more(Duration::from_millis(300));
+}
+
+#[test]
+fn a_garbage_state_file_is_replaced_with_a_warning() {
+    let emu = Emu::start();
+    let dir = tempdir("sensor-garbage");
+    let file = dir.join("sensor-seen.log");
+    std::fs::write(&file, b"\x00\x01 this is not a dedupe record \xff").unwrap();
+    let state = dir.to_str().unwrap();
+    let s = Sensor::start(&emu, &["--state", state], &[]);
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let want = posted_ts(&post(
+        &emu,
+        json!({"channel": "general", "text": "still works"}),
+    ));
+    assert_same_set(&unique_ts(&s.take(1)), &want);
+    let err = s.stderr_with("ignoring");
+    assert!(err.contains("not a slackctl dedupe record"), "{err}");
+    assert_eq!(&std::fs::read(&file).unwrap()[..8], b"slkseen1");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn events_api_answers_within_3_seconds_when_lookups_are_slow() {
+    let emu = Emu::start();
+    emu.fault(json!({"path": "/api/users.info", "delay_ms": 2000, "times": 1000}));
+    let secret = "emulator-signing-secret-2";
+    let (s, url) = events_sensor(&emu, secret);
+    let sub = http(
+        "POST",
+        &emu.base_url(),
+        "/_emulator/events/subscribe",
+        Some(&json!({"url": format!("{url}/slack/events"), "signing_secret": secret, "retry_delay_ms": 100}).to_string()),
+    );
+    assert!(sub.contains("\"verified\":true"), "{sub}");
+    let mut want = Vec::new();
+    for i in 1..=20 {
+        let user = format!("U{i:07}");
+        want.extend(posted_ts(&post(
+            &emu,
+            json!({"channel": "general", "user": user, "text": format!("from {user}")}),
+        )));
+    }
+    let got = s.take(20);
+    assert_same_set(&unique_ts(&got), &want);
+    assert!(got.iter().all(|l| l["payload"]["enrichment"] == "partial"));
+    // Every delivery was answered 200 on its first attempt (the emulator gives up on an
+    // attempt after 3 s, as Slack does, and would retry).
+    let deadline = Instant::now() + WAIT;
+    let deliveries = loop {
+        let ev: Value =
+            serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/events", None)).unwrap();
+        let d = ev["deliveries"].as_array().unwrap().clone();
+        if d.len() >= 20 || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(deliveries.len(), 20, "{deliveries:#?}");
+    for d in &deliveries {
+        assert_eq!(d["status"], 200, "{d}");
+        assert_eq!(d["retry_num"], 0, "{d}");
+    }
+    s.assert_no_more(Duration::from_millis(300));
+}
+
+#[test]
+fn two_sensors_cannot_share_a_state_directory() {
+    let emu = Emu::start();
+    let dir = tempdir("sensor-shared");
+    let state = dir.to_str().unwrap();
+    let first = Sensor::start(&emu, &["--state", state], &[]);
+    wait_fresh_conn(&emu, "socket_mode", &[]);
+    let mut second = Sensor::start(&emu, &["--state", state], &[]);
+    assert_eq!(second.wait(), 2, "{}", second.stderr());
+    let err = second.stderr();
+    assert!(err.contains("another slackctl sensor"), "{err}");
+    assert!(err.contains(state), "names the directory: {err}");
+    // The first one is unharmed.
+    let want = posted_ts(&post(
+        &emu,
+        json!({"channel": "general", "text": "still mine"}),
+    ));
+    assert_same_set(&unique_ts(&first.take(1)), &want);
 }

@@ -4,7 +4,9 @@ with st2's class-selection rule, every declared parameter passed (unset ones as 
 defaults applied), and the pack config given to the constructor.
 
 Environment (set by tests/integration/pack.rs): SLACKCTL_BIN, EMU_API_URL, EMU_WEBHOOK_URL,
-EMU_BOT_TOKEN, EMU_BASE_URL.
+EMU_BOT_TOKEN, EMU_BASE_URL. `PackTest` runs with any python3; `WheelInstallTest` runs with the
+python of a fresh virtualenv into which pack.rs pip-installed requirements.txt from a locally
+built wheel, with SLACKCTL_BIN unset and nothing on PATH.
 """
 
 import importlib.util
@@ -12,8 +14,11 @@ import inspect
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import types
 import unittest
 import urllib.request
@@ -41,6 +46,12 @@ Action = install_st2_stub()
 if ACTIONS not in sys.path:
     sys.path.append(ACTIONS)  # st2 adds the entry point's directory to sys.path
 
+from lib import slackctl_action  # noqa: E402  (after the stub: it imports st2common)
+
+
+def binary():
+    return os.environ.get("SLACKCTL_BIN") or slackctl_action.find_binary({})
+
 
 def load_action_class(entry_point):
     """st2's rule: the classes defined in the module itself that subclass Action."""
@@ -60,7 +71,7 @@ def load_action_class(entry_point):
 
 def action_meta(name):
     out = subprocess.run(
-        [os.environ["SLACKCTL_BIN"], "action", "get", name, "--json"],
+        [binary(), "action", "get", name, "--json"],
         capture_output=True, text=True, check=True,
     )
     return json.loads(out.stdout)
@@ -135,6 +146,69 @@ class PackTest(unittest.TestCase):
         cfg = base_config(action_token="xoxb-not-valid-at-all")
         result = run_action("auth.test", {"token": os.environ["EMU_BOT_TOKEN"]}, cfg)
         self.assertTrue(result["ok"])
+
+
+    def test_files_upload_returns_the_file_name_like_the_original_pack(self):
+        ch = channel_id("general")
+        given = {"content": "hello", "filename": "notes.txt", "channels": [ch]}
+        self.assertEqual(run_action("files.upload", given, base_config()), "notes.txt")
+        full = run_action("files.upload", dict(given, full_result=True), base_config())
+        self.assertTrue(full["ok"])
+        self.assertEqual([f["name"] for f in full["files"]], ["notes.txt"])
+        self.assertEqual(full["files"][0]["channels"], [ch])
+        with urllib.request.urlopen(os.environ["EMU_BASE_URL"] + "/_emulator/messages?channel=general") as r:
+            shared = [f["name"] for m in json.load(r) for f in m.get("files", [])]
+        self.assertEqual(shared.count("notes.txt"), 2)
+
+    def test_files_upload_failure_is_false_and_slacks_error(self):
+        given = {"content": "x", "filename": "x.txt", "channels": ["C_MISSING"]}
+        self.assertEqual(run_action("files.upload", given, base_config()), (False, "channel_not_found"))
+        status, full = run_action("files.upload", dict(given, full_result=True), base_config())
+        self.assertIs(status, False)
+        self.assertEqual(full["error"], "channel_not_found")
+
+    def test_binary_lookup_order(self):
+        tmp = tempfile.mkdtemp()
+        venv_bin, path_bin = os.path.join(tmp, "venv"), os.path.join(tmp, "path")
+        configured = os.path.join(tmp, "configured-slackctl")
+        for d in (venv_bin, path_bin):
+            os.mkdir(d)
+        for p in (os.path.join(venv_bin, "slackctl"), os.path.join(path_bin, "slackctl"), configured):
+            with open(p, "w") as f:
+                f.write("#!/bin/sh\n")
+            os.chmod(p, 0o755)
+        cfg = {"slackctl_path": configured}
+        find = slackctl_action.find_binary
+        self.assertEqual(find(cfg, {"SLACKCTL_BIN": "/x/slackctl", "PATH": path_bin}, [venv_bin]), "/x/slackctl")
+        self.assertEqual(find(cfg, {"PATH": path_bin}, [venv_bin]), os.path.join(venv_bin, "slackctl"))
+        self.assertEqual(find(cfg, {"PATH": path_bin}, [tmp]), os.path.join(path_bin, "slackctl"))
+        self.assertEqual(find(cfg, {"PATH": "/nonexistent"}, [tmp]), configured)
+        with self.assertRaises(RuntimeError) as ctx:
+            find({}, {"PATH": "/nonexistent"}, [tmp])
+        self.assertIn("slackctl-bin", str(ctx.exception))
+
+    def test_pack_only_config_keys_are_accepted_by_slackctl(self):
+        cfg = base_config(slackctl_path="/opt/slackctl/bin/slackctl")
+        cfg["sensor"]["direct_messages"] = True
+        self.assertTrue(run_action("auth.test", {}, cfg)["ok"])
+
+
+class WheelInstallTest(unittest.TestCase):
+    """Run with a fresh virtualenv's python after `pip install --no-index --find-links DIR -r
+    requirements.txt` (what `st2 pack install` does, offline), SLACKCTL_BIN unset, PATH empty."""
+
+    def test_the_entry_point_runs_the_wheels_binary(self):
+        self.assertNotIn("SLACKCTL_BIN", os.environ)
+        self.assertIsNone(shutil.which("slackctl"))
+        found = slackctl_action.find_binary({})
+        self.assertEqual(found, os.path.join(sysconfig.get_path("scripts"), "slackctl"))
+        self.assertTrue(found.startswith(sys.prefix + os.sep), (found, sys.prefix))
+        ch = channel_id("general")
+        result = run_action("chat.postMessage", {"channel": ch, "text": "from the wheel"}, base_config())
+        self.assertTrue(result["ok"])
+        with urllib.request.urlopen(os.environ["EMU_BASE_URL"] + "/_emulator/messages?channel=general") as r:
+            texts = [m.get("text") for m in json.load(r)]
+        self.assertEqual(texts.count("from the wheel"), 1)
 
 
 if __name__ == "__main__":
