@@ -29,13 +29,14 @@ pub fn client(settings: &Settings, verbose: bool) -> Result<Client> {
         timeout: settings.timeout,
         retries: settings.retries,
         verbose,
-        pacer: settings.pace_state.clone().map(|p| {
-            Pacer::new(
-                crate::store::pace::open(p),
+        pacer: match settings.pace_state.clone() {
+            Some(p) => Some(Pacer::new(
+                crate::store::pace::open(&settings.backend, p)?,
                 settings.max_wait,
                 settings.limits.clone(),
-            )
-        }),
+            )),
+            None => None,
+        },
         ..ClientOptions::default()
     })
 }

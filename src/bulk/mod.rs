@@ -104,13 +104,13 @@ pub async fn run(
     check(action, &opts)?;
     let journal = match &opts.state {
         Some(p) => {
-            let j = crate::store::journal::open(p)?;
+            let j = crate::store::journal::open(p, &settings.backend)?;
             let uncertain = j.interrupted();
             if !uncertain.is_empty() {
                 crate::log::warn(&format!(
                     "{} record(s) were in flight when the last run on {} stopped; Slack may or may not have them, and they are sent again (so may appear twice): {}",
                     uncertain.len(),
-                    p.display(),
+                    crate::store::redis::redacted(&p.to_string_lossy()),
                     uncertain
                         .iter()
                         .take(10)

@@ -22,6 +22,8 @@ pub const SLACKCTL_STRIP_FORMATTING: &str = "SLACKCTL_STRIP_FORMATTING";
 pub const SLACKCTL_ALLOW_BOT_MESSAGES: &str = "SLACKCTL_ALLOW_BOT_MESSAGES";
 /// Web API base URL, replacing `https://slack.com/api/` (e.g. the emulator's).
 pub const SLACK_API_URL: &str = "SLACK_API_URL";
+/// Shared state for several hosts (`redis://host:6379/0`); beats `state_backend`.
+pub const SLACKCTL_STATE_BACKEND: &str = "SLACKCTL_STATE_BACKEND";
 /// Most bytes an `@key=path` file (or `--parameters -`) may hold: bytes or K/M/G.
 pub const SLACKCTL_MAX_FILE_SIZE: &str = "SLACKCTL_MAX_FILE_SIZE";
 /// Path of the config file.
@@ -73,6 +75,10 @@ pub const DOCUMENTED: &[(&str, &str)] = &[
         "true/false; beats sensor.allow_bot_messages",
     ),
     (
+        SLACKCTL_STATE_BACKEND,
+        "redis://host:6379/0 (rediss:// for TLS): pacing, send-once and sensor dedupe shared by several hosts; beats state_backend",
+    ),
+    (
         SLACKCTL_MAX_FILE_SIZE,
         "most bytes an @key=path file may hold (default 8M; bytes or K/M/G)",
     ),
@@ -104,6 +110,7 @@ impl Env {
             SLACKCTL_SENSOR_MODE,
             SLACKCTL_STRIP_FORMATTING,
             SLACKCTL_ALLOW_BOT_MESSAGES,
+            SLACKCTL_STATE_BACKEND,
             XDG_CONFIG_HOME,
             HOME,
             XDG_STATE_HOME,

@@ -176,6 +176,9 @@ pub struct FileConfig {
     /// Proactive pacing. slackctl addition.
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// Where state shared by processes lives: absent for local files, `redis://…` for one
+    /// Redis shared by several hosts. slackctl addition.
+    pub state_backend: Option<String>,
     /// Where the st2 pack's Python entry points look for the binary last (they read it;
     /// slackctl itself does not). slackctl addition.
     pub slackctl_path: Option<String>,
@@ -281,6 +284,8 @@ pub struct Settings {
     pub limits: crate::transport::pace::Limits,
     pub pace_state: Option<PathBuf>,
     pub max_wait: Duration,
+    /// Where shared state lives (`state_backend`): local files or one Redis.
+    pub backend: crate::store::Backend,
 }
 
 /// Finds the config file: `--config`, `SLACKCTL_CONFIG`, the user's config dir, then st2's.
@@ -619,6 +624,10 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
             .clone()
             .unwrap_or_else(|| default_state_path(env))
     });
+    let backend = match env.get(env::SLACKCTL_STATE_BACKEND) {
+        Some(v) => crate::store::Backend::choose(Some(v), env, env::SLACKCTL_STATE_BACKEND)?,
+        None => crate::store::Backend::choose(file.state_backend.as_deref(), env, "state_backend")?,
+    };
     let max_wait = flags.max_wait.or(rl.max_wait).unwrap_or(300.0);
     let max_wait = crate::limits::seconds(
         &setting_name(
@@ -631,6 +640,7 @@ pub fn resolve(flags: &Flags, env: &Env) -> Result<Settings> {
         crate::limits::MAX_WAIT,
     )?;
     Ok(Settings {
+        backend,
         limits,
         pace_state,
         max_wait,
@@ -763,6 +773,9 @@ impl Settings {
             limits: crate::transport::pace::Limits::default(),
             pace_state: None,
             max_wait: Duration::from_secs(300),
+            backend: crate::store::Backend::Local {
+                dir: std::env::temp_dir().join("slackctl"),
+            },
         }
     }
 }
@@ -902,6 +915,43 @@ mod tests {
             sensor_mode: None,
             ..f.clone()
         }
+    }
+
+    #[test]
+    fn state_backend_from_the_file_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("slackctl-cfg-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("slack.yaml");
+        let flags = Flags {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        std::fs::write(&f, "action_token: xoxb-x\n").unwrap();
+        let s = resolve(&flags, &env(&[("HOME", "/home/u")])).unwrap();
+        assert!(matches!(s.backend, crate::store::Backend::Local { .. }));
+        std::fs::write(
+            &f,
+            "state_backend: rediss://:file-pw-123@redis.example:6380/2\n",
+        )
+        .unwrap();
+        let s = resolve(&flags, &env(&[])).unwrap();
+        assert_eq!(
+            s.backend,
+            crate::store::Backend::Redis {
+                url: "rediss://:file-pw-123@redis.example:6380/2".into()
+            }
+        );
+        assert!(!format!("{:?}", s.backend).contains("file-pw-123"));
+        let e = env(&[("SLACKCTL_STATE_BACKEND", "redis://10.0.0.5:6379/0")]);
+        let s = resolve(&flags, &e).unwrap();
+        assert_eq!(s.backend.describe(), "redis://10.0.0.5:6379/0");
+        let bad = env(&[("SLACKCTL_STATE_BACKEND", "etcd://x")]);
+        let err = resolve(&flags, &bad).unwrap_err();
+        assert!(
+            err.message.contains("SLACKCTL_STATE_BACKEND"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@
 //!   id}`), `goodbye` (RTM), `drop` (no close frame), `silent` (stop reading, writing, ponging;
 //!   both take `"kind": "rtm" | "socket_mode"` besides `target`),
 //!   `redeliver` (`{"count": n, "same_envelope": false}`), `config` (`{"ack_timeout_ms",
-//!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms"}`).
+//!   "ack_delay_ms", "ping_interval_ms", "max_attempts", "disconnect_grace_ms", "spread"}`;
+//!   `spread: true` spreads envelopes over the connections in turn and redelivers an
+//!   unacknowledged one on another connection, as Slack does for an app with several).
 //!   Slow acks: `ack_delay_ms` makes acks count only that much later, so envelopes are
 //!   redelivered after `ack_timeout_ms` although the client acknowledged them (and again to
 //!   a new connection when the old one closes). Slow lookups: a fault with only `delay_ms`

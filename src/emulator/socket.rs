@@ -5,7 +5,8 @@
 //!
 //! Every new message event (the workspace's broadcast) becomes:
 //! * a Socket Mode envelope (`events_api`, with an `event_callback` payload and an `event_id`)
-//!   sent to exactly one connection — the newest one that was not told to go — and tracked until
+//!   sent to exactly one connection — the newest one that was not told to go, or with `spread`
+//!   each open one in turn (a redelivery to another than the last) — and tracked until
 //!   acknowledged. Unacknowledged envelopes are sent again after the ack timeout with
 //!   `retry_attempt` + 1 and `retry_reason: "timeout"`; envelopes of a closed socket at once.
 //!   The deadline (3 s, Slack's) runs once the client reads: the emulator pings on connect,
@@ -66,6 +67,10 @@ pub struct Config {
     pub max_attempts: u64,
     /// How long a socket told to go (`disconnect`, `goodbye`) stays open if the client keeps it.
     pub disconnect_grace: Duration,
+    /// Spread envelopes over every open connection in turn (as Slack does for an app with
+    /// several), and send an unacknowledged one again on another connection when there is
+    /// one. Off: everything goes to the newest connection.
+    pub spread: bool,
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(10),
             max_attempts: 6,
             disconnect_grace: Duration::from_secs(10),
+            spread: false,
         }
     }
 }
@@ -110,6 +116,8 @@ struct Conn {
     tx: mpsc::UnboundedSender<Out>,
     state: State_,
     since: Instant,
+    /// Envelopes sent to this connection.
+    delivered: u64,
     /// Whether the client has sent anything yet (a pong to the greeting ping, an ack).
     heard: bool,
 }
@@ -123,6 +131,8 @@ struct Envelope {
     payload: Arc<str>,
     attempt: u64,
     reason: &'static str,
+    /// The connection it last went to (0: none yet), so a redelivery can go elsewhere.
+    via: u64,
 }
 
 impl Envelope {
@@ -179,6 +189,8 @@ struct HubState {
     queue: VecDeque<Envelope>,
     recent: VecDeque<Envelope>,
     stats: Stats,
+    /// Deliveries so far with `spread` on: the next connection in turn.
+    turn: usize,
 }
 
 /// The sockets' shared state. Its lock is never held across an await.
@@ -243,6 +255,7 @@ impl Hub {
             payload: payload.into(),
             attempt: 0,
             reason: "",
+            via: 0,
         };
         route(&mut h, env);
     }
@@ -274,6 +287,7 @@ impl Hub {
             tx,
             state: State_::Open,
             since: Instant::now(),
+            delivered: 0,
             heard: false,
         });
         let n = h.conns.iter().filter(|c| c.kind == kind).count();
@@ -465,6 +479,7 @@ impl Hub {
                         State_::Silent => "silent",
                     },
                     "age_ms": c.since.elapsed().as_millis() as u64,
+                    "delivered": c.delivered,
                 })
             })
             .collect();
@@ -484,6 +499,7 @@ impl Hub {
                 "ping_interval_ms": c.ping_interval.as_millis() as u64,
                 "max_attempts": c.max_attempts,
                 "disconnect_grace_ms": c.disconnect_grace.as_millis() as u64,
+                "spread": c.spread,
             },
         })
     }
@@ -515,16 +531,31 @@ fn envelope_number(id: &str) -> Option<u64> {
     Some(hex(a)? << 48 | hex(b)? << 32 | hex(c)?)
 }
 
-/// Sends an envelope to the newest Socket Mode connection that may receive, or queues it.
-fn route(h: &mut HubState, env: Envelope) {
-    let target = h
-        .conns
-        .iter()
-        .filter(|c| c.kind == Kind::Socket && c.state != State_::Draining)
-        .max_by_key(|c| c.id)
-        .map(|c| (c.id, c.tx.clone()));
-    match target {
-        Some((id, tx)) => {
+/// Sends an envelope to the newest Socket Mode connection that may receive (with `spread`:
+/// to each in turn, and a redelivery to another than the last one, when there is another),
+/// or queues it.
+fn route(h: &mut HubState, mut env: Envelope) {
+    let eligible = |c: &Conn| c.kind == Kind::Socket && c.state != State_::Draining;
+    let open: Vec<usize> = (0..h.conns.len())
+        .filter(|i| eligible(&h.conns[*i]))
+        .collect();
+    let target = if h.config.spread {
+        let others: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|i| h.conns[*i].id != env.via)
+            .collect();
+        let pool = if others.is_empty() { open } else { others };
+        h.turn = h.turn.wrapping_add(1);
+        pool.get(h.turn % pool.len().max(1)).copied()
+    } else {
+        open.into_iter().max_by_key(|i| h.conns[*i].id)
+    };
+    match target.map(|i| &mut h.conns[i]) {
+        Some(c) => {
+            let (id, tx) = (c.id, c.tx.clone());
+            c.delivered += 1;
+            env.via = id;
             let _ = tx.send(Out::Text(env.frame()));
             h.stats.delivered += 1;
             h.recent.push_back(env.clone());
@@ -924,6 +955,9 @@ pub async fn post_action(
             if let Some(d) = millis(&v["disconnect_grace_ms"]) {
                 c.disconnect_grace = d;
             }
+            if let Some(b) = v["spread"].as_bool() {
+                c.spread = b;
+            }
             drop(h);
             return json_response(StatusCode::OK, &json!({"ok": true, "status": hub.status()}));
         }
@@ -1005,5 +1039,39 @@ mod tests {
         ] {
             assert_eq!(envelope_number(odd), None, "{odd}");
         }
+    }
+
+    #[test]
+    fn spread_sends_in_turn_and_redelivers_elsewhere() {
+        let hub = Hub::default();
+        let mut rx: Vec<_> = (0..3)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                hub.register(Kind::Socket, tx);
+                rx
+            })
+            .collect();
+        hub.lock().config.spread = true;
+        for _ in 0..6 {
+            hub.publish("{}".into());
+        }
+        let got: Vec<usize> = rx
+            .iter_mut()
+            .map(|r| std::iter::from_fn(|| r.try_recv().ok()).count())
+            .collect();
+        assert_eq!(got, vec![2, 2, 2]);
+        // The first connection goes away: what it did not acknowledge goes to the others.
+        hub.unregister(1);
+        let again: usize = rx[1..]
+            .iter_mut()
+            .map(|r| std::iter::from_fn(|| r.try_recv().ok()).count())
+            .sum();
+        assert_eq!(again, 2);
+        // A timed-out envelope goes to another connection than the one that kept it.
+        let mut h = hub.lock();
+        let (n, via) = h.unacked.iter().map(|(n, s)| (*n, s.conn)).next().unwrap();
+        let s = h.unacked.remove(&n).unwrap();
+        retry(&mut h, s.env);
+        assert_ne!(h.unacked[&n].conn, via);
     }
 }

@@ -352,6 +352,8 @@ async fn receive(rx: Arc<Receiver>, method: Method, headers: HeaderMap, body: By
             }
             // The line must reach the reader before Slack hears 2xx.
             match p.handle(inc).await.and_then(|o| p.flush().map(|_| o)) {
+                // The shared dedupe record is unreachable: not accepted, so Slack retries.
+                Ok(_) if p.take_held() => text(StatusCode::SERVICE_UNAVAILABLE, "retry later\n"),
                 Ok(_) => {
                     if p.done() {
                         let _ = rx.end.send(Some(Ending::Done));

@@ -178,7 +178,12 @@ pub async fn run(
         opts.max_messages,
         opts.verbose,
     );
-    if let Some(dir) = &opts.state_dir {
+    if let crate::store::Backend::Redis { .. } = &settings.backend {
+        // One record for every sensor of the app, whichever host it runs on.
+        let store = crate::store::seen::open(&settings.backend, dedupe::DEFAULT_TTL_SECS)
+            .map_err(|e| crate::error::Error::config(e.to_string()))?;
+        pipeline = pipeline.with_store(store)?;
+    } else if let Some(dir) = &opts.state_dir {
         pipeline = pipeline.with_state(dir.clone())?;
     }
     match plan {

@@ -167,6 +167,11 @@ pub struct Pipeline {
     uncertain: HashSet<u64>,
     /// A failing store is reported once, not per batch.
     store_warned: bool,
+    /// A shared record could not be reached: the batch was held back, and its envelopes must
+    /// not be acknowledged (see [`Pipeline::take_held`]).
+    held: bool,
+    /// The shared record is unreachable (said once per outage).
+    store_down: bool,
     emitted: u64,
     max: Option<u64>,
     verbose: bool,
@@ -199,6 +204,8 @@ impl Pipeline {
             store: None,
             uncertain: HashSet::new(),
             store_warned: false,
+            held: false,
+            store_down: false,
             emitted: 0,
             max,
             verbose,
@@ -269,6 +276,12 @@ impl Pipeline {
             self.seen.load(entries, now);
             let _ = std::fs::remove_file(&file);
         }
+    }
+
+    /// Whether a batch was held back since the last call: its envelopes (and any others
+    /// waiting with them) must not be acknowledged.
+    pub fn take_held(&mut self) -> bool {
+        std::mem::take(&mut self.held)
     }
 
     /// How many lines were emitted.
@@ -383,7 +396,30 @@ impl Pipeline {
         let mut mine = None;
         if let Some(store) = self.store.as_mut() {
             match store.claim(&self.batch_keys, unix_now()) {
-                Ok(m) => mine = Some(m),
+                Ok(m) => {
+                    if std::mem::take(&mut self.store_down) {
+                        crate::log::info(&format!(
+                            "{} answers again; emitting and acknowledging",
+                            store.describe()
+                        ));
+                    }
+                    mine = Some(m);
+                }
+                Err(e) if store.required() => {
+                    // A record shared with other sensors: emitting alone could repeat what
+                    // they emit. Hold the batch back unacknowledged; Slack delivers it again.
+                    if !std::mem::replace(&mut self.store_down, true) {
+                        crate::log::warn(&format!(
+                            "{e}; not emitting or acknowledging messages until it answers (Slack delivers them again)"
+                        ));
+                    }
+                    let keys = std::mem::take(&mut self.batch_keys);
+                    self.emitted = self.emitted.saturating_sub(keys.len() as u64);
+                    self.seen.forget(keys.into_iter().flatten().flatten());
+                    self.batch.clear();
+                    self.held = true;
+                    return self.sink.flush().map_err(SinkClosed);
+                }
                 Err(e) => {
                     if !self.store_warned {
                         self.store_warned = true;

@@ -70,9 +70,27 @@ struct Line {
     entry: Entry,
 }
 
-/// Opens the journal named by `--state`: the one place a backend is chosen for it (today a
-/// local file; a shared backend would be recognised by its address here).
-pub fn open(state: &Path) -> Result<Box<dyn Journal>> {
+/// Opens the journal named by `--state`: the one place a backend is chosen for it. A
+/// `redis://…/[db/]name` address (or `redis:name`, on the configured `state_backend`) is a
+/// journal shared by every host; anything else is a local file.
+pub fn open(state: &Path, backend: &super::Backend) -> Result<Box<dyn Journal>> {
+    let text = state.to_string_lossy();
+    if super::redis::is_url(&text) {
+        super::redis::register_secrets(&text);
+        let (url, name) = super::redis::journal_address(&text)?;
+        let redis = super::redis::connect(&url)?;
+        return Ok(Box::new(super::redis::RedisJournal::open(redis, &name)?));
+    }
+    if let Some(name) = text.strip_prefix("redis:") {
+        let super::Backend::Redis { url } = backend else {
+            return Err(Error::usage(format!(
+                "--state {text}: no Redis state backend is configured"
+            ))
+            .hint("set state_backend (or SLACKCTL_STATE_BACKEND) to redis://host:6379/0, or give the whole address"));
+        };
+        let redis = super::redis::connect(url)?;
+        return Ok(Box::new(super::redis::RedisJournal::open(redis, name)?));
+    }
     Ok(Box::new(LocalJournal::open(state)?))
 }
 

@@ -16,6 +16,7 @@
 
 pub mod journal;
 pub mod pace;
+pub mod redis;
 pub mod seen;
 
 use crate::error::Error;
@@ -26,10 +27,19 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Where durable state lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// Files under one directory on this host (the default).
     Local { dir: PathBuf },
+    /// One Redis shared by every host (`state_backend: redis://…`). `url` may hold a
+    /// password: print [`Backend::describe`], never the field.
+    Redis { url: String },
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl Backend {
@@ -40,12 +50,31 @@ impl Backend {
         }
     }
 
-    /// The shared pacing store of this backend.
-    pub fn pace(&self) -> std::sync::Arc<dyn pace::PaceStore> {
-        match self {
-            Backend::Local { dir } => {
-                std::sync::Arc::new(pace::LocalPace::new(dir.join(pace::FILE)))
+    /// The backend named by `state_backend` / `SLACKCTL_STATE_BACKEND`, else local files.
+    pub fn choose(
+        setting: Option<&str>,
+        env: &crate::config::Env,
+        from: &str,
+    ) -> crate::error::Result<Backend> {
+        match setting.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(Backend::local(env)),
+            Some(url) if redis::is_url(url) => {
+                redis::check_url(url, from)?;
+                Ok(Backend::Redis { url: url.to_string() })
             }
+            Some(other) => Err(crate::error::Error::config(format!(
+                "{from}: unknown state backend `{}`",
+                redis::redacted(other)
+            ))
+            .hint("use redis://host:6379/0 (or rediss://… for TLS), or leave it unset for local files")),
+        }
+    }
+
+    /// Where the state lives, for messages (passwords redacted).
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Local { dir } => dir.display().to_string(),
+            Backend::Redis { url } => redis::redacted(url),
         }
     }
 }

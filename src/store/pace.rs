@@ -50,6 +50,12 @@ pub trait PaceStore: Send + Sync {
     fn cache_put(&self, entries: &[(String, String)], now: f64, ttl: f64) -> std::io::Result<()>;
     /// Where the state lives, for messages.
     fn describe(&self) -> String;
+    /// Whether pacing must stop rather than fall back to this process alone when the store
+    /// fails: true for a shared backend, whose processes on other hosts would otherwise be
+    /// overrun (`--no-rate-limit` is the explicit way to send unpaced).
+    fn required(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
@@ -95,10 +101,18 @@ impl Buckets {
     }
 }
 
-/// Opens the pacing store at `file`: the one place a backend is chosen for it (today the
-/// local file).
-pub fn open(file: PathBuf) -> std::sync::Arc<dyn PaceStore> {
-    std::sync::Arc::new(LocalPace::new(file))
+/// Opens the pacing store: the one place a backend is chosen for it. A Redis backend is
+/// shared by every host pointed at it; otherwise the local file `file`.
+pub fn open(
+    backend: &super::Backend,
+    file: PathBuf,
+) -> crate::error::Result<std::sync::Arc<dyn PaceStore>> {
+    Ok(match backend {
+        super::Backend::Redis { url } => {
+            std::sync::Arc::new(super::redis::RedisPace::new(super::redis::connect(url)?))
+        }
+        super::Backend::Local { .. } => std::sync::Arc::new(LocalPace::new(file)),
+    })
 }
 
 /// The local file store.

@@ -75,12 +75,23 @@ pub trait SeenStore: Send {
         live: &mut dyn Iterator<Item = (u64, u64)>,
         count: usize,
     ) -> std::io::Result<()>;
+    /// Whether a failing claim must hold messages back (neither emitted nor acknowledged, so
+    /// Slack delivers them again) rather than let them out undeduplicated: true for a record
+    /// shared by several sensors, where emitting alone would repeat what the others emit.
+    fn required(&self) -> bool {
+        false
+    }
 }
 
-/// The dedupe record of the chosen backend, keeping keys `ttl_secs`.
+/// The dedupe record of the chosen backend, keeping keys `ttl_secs`: a Redis shared by every
+/// sensor of the app, or the local file.
 pub fn open(backend: &super::Backend, ttl_secs: u64) -> std::io::Result<Box<dyn SeenStore>> {
     match backend {
         super::Backend::Local { dir } => Ok(Box::new(LocalSeen::open(dir, ttl_secs)?)),
+        super::Backend::Redis { url } => {
+            let redis = super::redis::connect(url).map_err(|e| std::io::Error::other(e.message))?;
+            Ok(Box::new(super::redis::RedisSeen::new(redis, ttl_secs)))
+        }
     }
 }
 

@@ -171,17 +171,29 @@ impl Pacer {
     }
 
     /// Runs `op` on the shared store, or on the in-process one once the shared one failed
-    /// (said once, with the reason).
+    /// (said once, with the reason). A store that must not be bypassed (a shared backend)
+    /// gives a default instead; [`Pacer::reserve`] turns its failure into an error.
     fn on_store<T>(&self, op: impl Fn(&dyn PaceStore) -> std::io::Result<T>) -> T
     where
         T: Default,
     {
+        self.try_on_store(op).unwrap_or_default()
+    }
+
+    fn try_on_store<T>(
+        &self,
+        op: impl Fn(&dyn PaceStore) -> std::io::Result<T>,
+    ) -> std::io::Result<T>
+    where
+        T: Default,
+    {
         if let Some(m) = self.fallback.get() {
-            return op(m).unwrap_or_default();
+            return Ok(op(m).unwrap_or_default());
         }
         match op(self.store.as_ref()) {
-            Ok(v) => v,
-            Err(e) => {
+            Ok(v) => Ok(v),
+            Err(e) if self.store.required() => Err(e),
+            Err(e) => Ok({
                 let m = self.fallback.get_or_init(|| {
                     crate::log::warn(&format!(
                         "cannot use the shared rate-limit state {}: {e}; pacing within this process only (other slackctl processes are not coordinated with it)",
@@ -190,7 +202,7 @@ impl Pacer {
                     MemoryPace::default()
                 });
                 op(m).unwrap_or_default()
-            }
+            }),
         }
     }
 
@@ -231,18 +243,25 @@ impl Pacer {
         self.on_store(|s| s.cache_put(entries, t, ttl.as_secs_f64()));
     }
 
-    /// Takes a token for `slot` and returns how long to wait for its start.
-    fn reserve(&self, slot: &Slot) -> Duration {
+    /// Takes a token for `slot` and returns how long to wait for its start. Fails only when
+    /// a shared backend cannot be reached: sending unpaced would overrun the other hosts.
+    fn reserve(&self, slot: &Slot) -> Result<Duration> {
         let t = now();
-        let start = self.on_store(|s| s.take(&slot.key, slot.limit, t));
+        let start = self
+            .try_on_store(|s| s.take(&slot.key, slot.limit, t))
+            .map_err(|e| {
+                Error::failed(format!("{}: not sent: {e}", slot.label)).hint(
+                    "slackctl does not send past a shared rate limit it cannot read: run again when the backend is reachable, or pass --no-rate-limit to send unpaced",
+                )
+            })?;
         // A damaged state file can hold any number; never abort on it.
-        crate::limits::retry_after(start - t, Duration::MAX)
+        Ok(crate::limits::retry_after(start - t, Duration::MAX))
     }
 
     /// Waits for a token, telling the user when the wait is noticeable; fails when it would
     /// exceed `max_wait`.
     pub async fn wait(&self, slot: &Slot) -> Result<()> {
-        let wait = self.reserve(slot);
+        let wait = self.reserve(slot)?;
         if wait > self.max_wait {
             return Err(Error::failed(format!(
                 "{}: the rate limit would need a wait of {:.0}s, more than the {:.0}s allowed",
@@ -311,9 +330,9 @@ mod tests {
     fn a_tier_allows_a_quarter_at_once_then_spreads_the_rest() {
         let p = pacer();
         let s = slot(per_minute(8));
-        assert!(p.reserve(&s) < Duration::from_millis(50));
-        assert!(p.reserve(&s) < Duration::from_millis(50));
-        let third = p.reserve(&s);
+        assert!(p.reserve(&s).unwrap() < Duration::from_millis(50));
+        assert!(p.reserve(&s).unwrap() < Duration::from_millis(50));
+        let third = p.reserve(&s).unwrap();
         assert!(
             third > Duration::from_secs(6) && third <= Duration::from_millis(7600),
             "{third:?}"
@@ -325,7 +344,7 @@ mod tests {
         let p = pacer();
         let s = slot(per_second(100, 3));
         p.penalize(&s, Duration::from_secs(5));
-        let w = p.reserve(&s);
+        let w = p.reserve(&s).unwrap();
         assert!(w > Duration::from_secs(4), "{w:?}");
     }
 
@@ -336,9 +355,12 @@ mod tests {
         let store = crate::store::pace::LocalPace::new(dir.join("ratelimit.json"));
         let p = Pacer::new(Arc::new(store), Duration::from_secs(600), Limits::default());
         let s = slot(per_second(1, 2));
-        assert!(p.reserve(&s).is_zero());
-        assert!(p.reserve(&s).is_zero());
-        assert!(p.reserve(&s) > Duration::from_millis(900), "still paced");
+        assert!(p.reserve(&s).unwrap().is_zero());
+        assert!(p.reserve(&s).unwrap().is_zero());
+        assert!(
+            p.reserve(&s).unwrap() > Duration::from_millis(900),
+            "still paced"
+        );
         assert!(p.fallback.get().is_some());
         let _ = std::fs::remove_file(&dir);
     }

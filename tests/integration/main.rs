@@ -13,6 +13,7 @@ mod pacing;
 mod pack;
 mod props;
 mod readme;
+mod redis;
 mod run;
 mod sdk_diff;
 mod security;
