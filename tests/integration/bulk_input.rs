@@ -211,10 +211,24 @@ fn each_reads_fifos_and_stdin_as_streams() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Opening the FIFO for writing waits for slackctl to open it for reading.
-    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    w.write_all(b"{\"n\": 1}\n{\"n\": 2}\n").unwrap();
-    drop(w);
+    // Opening the FIFO for writing waits for a reader, so the writer has its own thread; if
+    // slackctl ends without reading, the test opens the other end itself to release it.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let _ = w.write_all(b"{\"n\": 1}\n{\"n\": 2}\n");
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    if !writer.is_finished() {
+        let _ = std::fs::File::open(&fifo);
+    }
+    writer.join().unwrap();
     let out = Out::from(child.wait_with_output().unwrap());
     out.assert_code(0);
     assert_eq!(lines(&out).len(), 2);
