@@ -242,6 +242,14 @@ fn failure(id: &str, e: &Error) -> Value {
     if let Some(r) = &e.response {
         line["result"] = (**r).clone();
     }
+    // The hints (`did you mean …`, the record's fields) belong with the record they explain.
+    if !e.hints.is_empty() {
+        line["hints"] = e
+            .hints
+            .iter()
+            .map(|h| Value::String(crate::redact::scrub(h)))
+            .collect();
+    }
     line
 }
 

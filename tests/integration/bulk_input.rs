@@ -96,6 +96,31 @@ fn looked_up_ids_render_as_mentions_and_every_line_has_an_outcome() {
         );
     }
     assert_eq!(emu.requests_to("chat.postMessage").len(), 2);
+
+    // A misspelt field: the result line carries the hints that explain it.
+    let out = emu.run(&[
+        "run",
+        "chat.postMessage",
+        "--each",
+        &recs,
+        "channel=C0000003",
+        "text=hi {{ nmae }}",
+    ]);
+    out.assert_code(1);
+    for l in lines(&out) {
+        let hints: Vec<&str> = l["hints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no hints: {l}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(hints.contains(&"did you mean `name`?"), "{l}");
+        assert!(
+            hints.contains(&"the record's fields are: id, name, email, team"),
+            "{l}"
+        );
+    }
+    assert_eq!(emu.requests_to("chat.postMessage").len(), 2);
 }
 
 #[test]
