@@ -287,4 +287,50 @@ mod tests {
         assert_eq!(got.len(), 2000);
         assert!(got.iter().all(Result::is_ok));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whatever the bytes, reading ends, never panics, and stops at the first line over
+        /// the limit with an error naming it.
+        #[test]
+        fn any_input_ends_and_stops_at_the_first_long_line(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'"'),
+                    proptest::strategy::Just(b','),
+                    proptest::strategy::Just(b'{'),
+                    proptest::strategy::Just(b'}'),
+                    proptest::num::u8::ANY,
+                ],
+                0..400,
+            ),
+            max in 1u64..64,
+        ) {
+            let got = read(&text, InputFormat::Jsonl, max);
+            let first_long = text
+                .split(|b| *b == b'\n')
+                .position(|l| l.len() as u64 > max)
+                .map(|i| i as u64 + 1);
+            if let Some(n) = first_long {
+                let last = got.last().expect("an error for the long line");
+                let want = format!("record {n}: longer than {max} bytes");
+                proptest::prop_assert!(
+                    last.as_ref().is_err_and(|e| e.starts_with(&want)),
+                    "{:?}",
+                    last
+                );
+            }
+            for r in got.iter().flatten() {
+                proptest::prop_assert!(first_long.is_none_or(|n| *r < n));
+            }
+            let rows = read(&text, InputFormat::Csv, max);
+            proptest::prop_assert!(rows.len() <= text.len() + 1);
+        }
+    }
 }
