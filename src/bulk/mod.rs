@@ -144,6 +144,9 @@ pub async fn run(
     let progress = crate::progress::Progress::start();
     let mut done = 0u64;
     let mut stopped = false;
+    // A record that could not be read has no identifier; mirror mode must not take its
+    // message for one that vanished.
+    let mut unread_input = false;
     let tally =
         |line: &Value, summary: &mut Summary| match line.get("outcome").and_then(Value::as_str) {
             Some("updated") => summary.updated += 1,
@@ -158,7 +161,8 @@ pub async fn run(
             match next {
                 Err(e) => {
                     // A malformed record fails alone; the rest go on.
-                    let line = json!({"identifier": null, "success": false, "error": crate::redact::scrub(&e.message)});
+                    let line = json!({"identifier": null, "success": false, "outcome": "failed", "error": crate::redact::scrub(&e.message)});
+                    unread_input = true;
                     tally(&line, &mut summary);
                     stopped |= !emit(&line);
                 }
@@ -187,7 +191,7 @@ pub async fn run(
             break;
         };
         let line = joined
-            .unwrap_or_else(|e| json!({"success": false, "error": format!("internal error: {e}")}));
+            .unwrap_or_else(|e| json!({"success": false, "outcome": "failed", "error": format!("internal error: {e}")}));
         tally(&line, &mut summary);
         done += 1;
         if let Some(p) = &progress {
@@ -198,7 +202,12 @@ pub async fn run(
         }
     }
     drop(progress);
-    if opts.mode == Mode::Mirror && !stopped {
+    if opts.mode == Mode::Mirror && unread_input && !stopped {
+        crate::log::warn(
+            "some records could not be read, so no message was deleted this run (a record that failed to read cannot be told apart from one that was removed)",
+        );
+    }
+    if opts.mode == Mode::Mirror && !stopped && !unread_input {
         let gone: Vec<(String, Entry)> = ctx
             .journal
             .as_ref()
@@ -229,10 +238,17 @@ fn identifier(rec: &Record, field: Option<&str>) -> String {
 }
 
 fn failure(id: &str, e: &Error) -> Value {
-    let mut line =
-        json!({"identifier": id, "success": false, "error": crate::redact::scrub(&e.message)});
+    let mut line = json!({"identifier": id, "success": false, "outcome": "failed", "error": crate::redact::scrub(&e.message)});
     if let Some(r) = &e.response {
         line["result"] = (**r).clone();
+    }
+    // The hints (`did you mean …`, the record's fields) belong with the record they explain.
+    if !e.hints.is_empty() {
+        line["hints"] = e
+            .hints
+            .iter()
+            .map(|h| Value::String(crate::redact::scrub(h)))
+            .collect();
     }
     line
 }
@@ -464,7 +480,7 @@ async fn one(ctx: &Ctx, rec: Record, id: String) -> Value {
                     return failure(&id, &e);
                 }
             }
-            json!({"identifier": id, "success": true, "app_identifier": app, "result": v})
+            json!({"identifier": id, "success": true, "outcome": "sent", "app_identifier": app, "result": v})
         }
         Err(e) => {
             // Slack's refusal, or a problem found before sending, means nothing was posted;

@@ -1,5 +1,8 @@
 //! Jinja templates over a record (MiniJinja), with Slack lookups as filters:
-//! `{{ email | slack_user_by_email }}` and `{{ "ops" | slack_channel_by_name }}`.
+//! `{{ email | slack_user_by_email }}` and `{{ "ops" | slack_channel_by_name }}` give ids
+//! (what `channel=` or `user=` need), and `slack_mention` turns an id into the markup Slack
+//! shows as a mention (`<@U…>`, `<#C…>`), so `{{ email | slack_user_by_email | slack_mention }}`
+//! in a text names the person.
 //!
 //! Filters cannot wait for HTTP, so rendering runs twice when needed: the first pass records
 //! which lookups are missing from the cache, they are resolved (once per run, misses cached
@@ -68,7 +71,7 @@ pub fn environment(cache: SharedCache) -> Environment<'static> {
             }
         },
     );
-    let c = cache;
+    let c = cache.clone();
     env.add_filter(
         "slack_channel_by_name",
         move |name: String| -> std::result::Result<String, minijinja::Error> {
@@ -88,7 +91,54 @@ pub fn environment(cache: SharedCache) -> Environment<'static> {
             }
         },
     );
+    let c = cache;
+    env.add_filter(
+        "slack_mention",
+        move |id: String| -> std::result::Result<String, minijinja::Error> {
+            // A lookup still unanswered renders as "" on the first pass; that pass's output is
+            // thrown away once the answers are in.
+            let pending = || {
+                let cache = c.lock().unwrap_or_else(|e| e.into_inner());
+                !cache.missing_users.is_empty() || cache.need_channels
+            };
+            mention(&id, pending)
+        },
+    );
     env
+}
+
+/// Slack's mention markup for an id: users `<@U…>`, conversations `<#C…>`, user groups
+/// `<!subteam^S…>`, and `here`/`channel`/`everyone` as `<!here>` and so on.
+fn mention(id: &str, pending: impl Fn() -> bool) -> std::result::Result<String, minijinja::Error> {
+    let fail = |msg: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg);
+    let id = id.trim();
+    if id.is_empty() {
+        return if pending() {
+            Ok(String::new())
+        } else {
+            Err(fail("slack_mention was given an empty value".into()))
+        };
+    }
+    let bare = id.trim_start_matches(['@', '!']);
+    if ["here", "channel", "everyone"].contains(&bare) {
+        return Ok(format!("<!{bare}>"));
+    }
+    let shaped = id.len() >= 2
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    match id.as_bytes()[0] {
+        b'U' | b'W' if shaped => Ok(format!("<@{id}>")),
+        b'C' | b'G' | b'D' if shaped => Ok(format!("<#{id}>")),
+        b'S' if shaped => Ok(format!("<!subteam^{id}>")),
+        _ if id.contains('@') => Err(fail(format!(
+            "slack_mention takes an id, not the address {id}: look it up first, \
+             {{{{ email | slack_user_by_email | slack_mention }}}}"
+        ))),
+        _ => Err(fail(format!(
+            "slack_mention takes a user, channel or user-group id (U…, W…, C…, G…, S…), got `{id}`"
+        ))),
+    }
 }
 
 /// A JSON value as MiniJinja sees it (numbers as numbers, whatever serde_json's features).
@@ -297,6 +347,41 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn mentions_from_ids_and_lookups() {
+        let cache = SharedCache::default();
+        let env = environment(cache.clone());
+        let rec = json!({"email": "a@x.io", "u": "U0000002", "c": "C0000003", "s": "S01", "h": "here", "bad": "hello"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let t = "Hi {{ email | slack_user_by_email | slack_mention }}";
+        // First pass: the lookup is pending, so the mention is empty rather than an error.
+        assert_eq!(render(&env, t, &rec, 1, "text").unwrap(), "Hi ");
+        cache
+            .lock()
+            .unwrap()
+            .users
+            .insert("a@x.io".into(), Some("U0000001".into()));
+        cache.lock().unwrap().missing_users.clear();
+        assert_eq!(render(&env, t, &rec, 1, "text").unwrap(), "Hi <@U0000001>");
+        let all = "{{ u | slack_mention }} {{ c | slack_mention }} {{ s | slack_mention }} {{ h | slack_mention }}";
+        assert_eq!(
+            render(&env, all, &rec, 1, "text").unwrap(),
+            "<@U0000002> <#C0000003> <!subteam^S01> <!here>"
+        );
+        let e = render(&env, "{{ bad | slack_mention }}", &rec, 4, "text").unwrap_err();
+        assert!(
+            e.message.contains("record 4") && e.message.contains("`hello`"),
+            "{}",
+            e.message
+        );
+        let e = render(&env, "{{ email | slack_mention }}", &rec, 4, "text").unwrap_err();
+        assert!(e.message.contains("slack_user_by_email"), "{}", e.message);
+        let e = render(&env, "{{ '' | slack_mention }}", &rec, 4, "text").unwrap_err();
+        assert!(e.message.contains("empty"), "{}", e.message);
     }
 
     #[test]

@@ -21,14 +21,37 @@ pub fn sensor_secs(text: &str) -> Result<f64, String> {
 /// Most calls in flight at once for `--concurrency`.
 pub const MAX_CONCURRENCY: usize = 1024;
 
-/// `--concurrency N`: 1 to [`MAX_CONCURRENCY`].
-pub fn concurrency(text: &str) -> Result<usize, String> {
+/// A whole number in `range`, or what is wrong in words.
+fn whole(text: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(format!(
-            "must be a whole number from 1 to {MAX_CONCURRENCY}, got `{text}`"
+            "must be a whole number from {} to {}, got `{text}`",
+            range.start(),
+            range.end()
         )),
     }
+}
+
+/// `--concurrency N`: 1 to [`MAX_CONCURRENCY`].
+pub fn concurrency(text: &str) -> Result<usize, String> {
+    whole(text, 1..=MAX_CONCURRENCY)
+}
+
+/// Seeded users the emulator accepts: the seed names the first three and deletes the last,
+/// so fewer than 4 cannot be honoured; more than this only makes start-up slow and large.
+pub const EMULATOR_USERS: std::ops::RangeInclusive<usize> = 4..=10_000;
+/// Page sizes the emulator accepts: Slack's list methods return at most 1,000 per page.
+pub const EMULATOR_PAGE: std::ops::RangeInclusive<usize> = 1..=1000;
+
+/// The emulator's `--users N`.
+pub fn emulator_users(text: &str) -> Result<usize, String> {
+    whole(text, EMULATOR_USERS)
+}
+
+/// The emulator's `--page-size N` and `--max-page-size N`.
+pub fn emulator_page(text: &str) -> Result<usize, String> {
+    whole(text, EMULATOR_PAGE)
 }
 
 /// Every status an action can have, as `action list --status` takes them.
@@ -78,6 +101,16 @@ mod tests {
         assert!(sensor_secs("1e300").is_err());
         assert_eq!(concurrency("8"), Ok(8));
         assert!(concurrency("0").is_err() && concurrency("99999999999999999999").is_err());
+        assert_eq!(emulator_users("4"), Ok(4));
+        for bad in ["3", "0", "10001", "-1", "1e3", "18446744073709551616"] {
+            assert!(
+                emulator_users(bad).unwrap_err().contains("from 4 to 10000"),
+                "{bad}"
+            );
+        }
+        assert_eq!(emulator_page("1000"), Ok(1000));
+        assert!(emulator_page("0").unwrap_err().contains("from 1 to 1000"));
+        assert!(emulator_page("1001").is_err());
         assert_eq!(status("Retired"), Ok("retired".into()));
         assert!(
             status("bogus")

@@ -43,17 +43,18 @@ pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free one); anything but loopback gets a warning
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: std::net::SocketAddr,
-    /// Number of seeded users
-    #[arg(long, default_value_t = 25)]
+    /// Number of seeded users (4 to 10000)
+    #[arg(long, default_value_t = 25, value_parser = super::args::emulator_users)]
     pub users: usize,
-    /// Page size for list methods when a request gives no limit
-    #[arg(long, default_value_t = 10)]
+    /// Page size for list methods when a request gives no limit (1 to 1000)
+    #[arg(long, default_value_t = 10, value_parser = super::args::emulator_page)]
     pub page_size: usize,
     /// Enforce Slack's rate limits (429 with Retry-After), as a real workspace does
     #[arg(long)]
     pub rate_limits: bool,
-    /// Largest page a list method returns, whatever `limit` asks for (tests use a small one)
-    #[arg(long, default_value_t = 1000)]
+    /// Largest page a list method returns, whatever `limit` asks for (1 to 1000; tests use a
+    /// small one)
+    #[arg(long, default_value_t = 1000, value_parser = super::args::emulator_page)]
     pub max_page_size: usize,
 }
 

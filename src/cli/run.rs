@@ -36,7 +36,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub retry_writes: bool,
     /// Bulk: one call per record of this JSON Lines or CSV file (`-` = stdin); parameters may
-    /// be Jinja templates over the record, e.g. text="Hi {{ name }}"
+    /// be Jinja templates over the record, e.g. text="Hi {{ name }}", with the filters
+    /// slack_user_by_email, slack_channel_by_name (ids) and slack_mention (id to mention)
     #[arg(long, value_name = "FILE")]
     pub each: Option<String>,
     /// Format of --each input (default: csv for *.csv, else jsonl)
@@ -118,7 +119,7 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
         if args.link_mentions {
             return Err(
                 Error::usage("--link-mentions does not go with --each yet").hint(
-                    "write the <@U…> / <#C…> markup in the template, e.g. with slack_user_by_email",
+                    "write mentions in the template: {{ email | slack_user_by_email | slack_mention }}",
                 ),
             );
         }

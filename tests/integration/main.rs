@@ -5,6 +5,7 @@ mod support;
 
 mod actions;
 mod bulk;
+mod bulk_input;
 mod catalog;
 mod cli;
 mod config;

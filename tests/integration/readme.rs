@@ -238,6 +238,28 @@ fn readme_examples_run_as_written_against_the_emulator() {
             .any(|m| m["text"] == "Deploy finished :rocket:"),
         "{general:?}"
     );
+    // The bulk example: looked-up users as mentions in the looked-up channels, and the
+    // send-once pair of runs posted each welcome once.
+    let texts = |ch: &str| -> Vec<String> {
+        emu.messages(ch)
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(String::from))
+            .collect()
+    };
+    let ops = texts("C0000003");
+    assert!(
+        ops.contains(&"New sign-up: Ada (<@U0000001>)".to_string()),
+        "{ops:?}"
+    );
+    assert!(
+        texts("C0000009").contains(&"New sign-up: Grace (<@U0000002>)".to_string()),
+        "{:?}",
+        texts("C0000009")
+    );
+    for name in ["Ada", "Grace"] {
+        let welcome = format!("Welcome, {name}");
+        assert_eq!(ops.iter().filter(|t| **t == welcome).count(), 1, "{ops:?}");
+    }
     let posts = emu.requests_to("chat.postMessage");
     assert!(
         !posts.iter().any(|r| r["args"]["text"] == "oops"),

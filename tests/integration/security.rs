@@ -635,3 +635,53 @@ fn an_absurd_retry_after_is_an_error_not_an_abort() {
         "no retry after an absurd wait"
     );
 }
+
+#[test]
+fn emulator_numbers_out_of_range_exit_2_naming_the_range() {
+    for (args, range) in [
+        (&["--users", "3"][..], "from 4 to 10000"),
+        (&["--users", "18446744073709551616"], "from 4 to 10000"),
+        (&["--users", "1e300"], "from 4 to 10000"),
+        (&["--page-size", "0"], "from 1 to 1000"),
+        (&["--page-size=-5"], "from 1 to 1000"),
+        (&["--max-page-size", "1001"], "from 1 to 1000"),
+    ] {
+        // A bad number must stop it before it listens: with a valid one it would run until
+        // killed, and the bounded wait below would fail.
+        let home = tempdir("emu-range");
+        let mut child = crate::support::bare_cmd(&home)
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?}: the emulator started");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = Out::from(child.wait_with_output().unwrap());
+        out.assert_code(2).assert_no_panic();
+        assert!(out.stderr.contains(range), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+    // The ends of the ranges are accepted: 4 users (plus the bot and Slackbot), pages of 1.
+    let emu = Emu::start_with(&[
+        "--users",
+        "4",
+        "--page-size",
+        "1",
+        "--max-page-size",
+        "1000",
+    ]);
+    let out = emu.run(&["run", "users.list"]);
+    out.assert_code(0);
+    assert_eq!(out.json()["members"].as_array().unwrap().len(), 1);
+    let out = emu.run(&["run", "users.list", "--all"]);
+    out.assert_code(0);
+    assert_eq!(out.json()["members"].as_array().unwrap().len(), 6);
+}
