@@ -338,7 +338,7 @@ fn two_hosts_given_the_same_input_send_each_record_once() {
         .map(|o| {
             result_lines(o)
                 .iter()
-                .filter(|l| l["success"] == true && l.get("outcome").is_none())
+                .filter(|l| l["success"] == true && l["outcome"] == "sent")
                 .count()
         })
         .sum();
@@ -436,7 +436,7 @@ fn kill_9_of_one_host_leaves_only_its_in_flight_records_uncertain() {
         let sent = victim_lines
             .all()
             .iter()
-            .filter(|l| l["success"] == true && l.get("outcome").is_none())
+            .filter(|l| l["success"] == true && l["outcome"] == "sent")
             .count();
         let claims = redis.cli(&["HVALS", "slackctl:journal:{killed}:claims"]);
         if sent >= 1 && claims.lines().any(|h| h.contains(&marker)) {
