@@ -674,17 +674,23 @@ fn setting_name(flag: &str, key: &str, from_flag: bool, file: &Option<PathBuf>) 
 }
 
 /// The per-user directory for state that outlives a process (pacing, caches):
-/// `$XDG_STATE_HOME/slackctl`, else `~/.local/state/slackctl`, else the temp dir.
+/// `$XDG_STATE_HOME/slackctl`, else `~/.local/state/slackctl`, else (no home, e.g. a service
+/// account) `slackctl-<uid>` under the temp dir. The temp dir is shared by every user, so that
+/// last name is per user, and `store::create_private_dir` refuses it unless this user owns it
+/// and nobody else can write to it (someone could create it first to plant state).
 pub fn state_dir(env: &Env) -> PathBuf {
     env.get(env::XDG_STATE_HOME)
         .filter(|d| Path::new(d).is_absolute())
-        .map(PathBuf::from)
+        .map(|d| Path::new(d).join("slackctl"))
         .or_else(|| {
             env.get(env::HOME)
-                .map(|h| Path::new(h).join(".local/state"))
+                .map(|h| Path::new(h).join(".local/state/slackctl"))
         })
-        .unwrap_or_else(std::env::temp_dir)
-        .join("slackctl")
+        .unwrap_or_else(|| {
+            let user =
+                crate::store::current_uid().map_or_else(|| "user".to_string(), |u| u.to_string());
+            std::env::temp_dir().join(format!("slackctl-{user}"))
+        })
 }
 
 /// Where concurrent processes share their rate-limit budget.

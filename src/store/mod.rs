@@ -80,15 +80,73 @@ impl Backend {
 }
 
 /// Creates `dir` (and its parents) readable by this user only.
+///
+/// An existing directory directly under the shared temp dir (where state goes without a home,
+/// e.g. `slackctl-<uid>`) is used only if it is a real directory, owned by this user and
+/// writable by nobody else: anyone can create a name there first, and state read from a
+/// directory someone else controls could hide messages (a planted dedupe record) or replay
+/// sends. Directories elsewhere are the user's own choice and are used as they are.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
+    if dir.as_os_str().is_empty() {
         return Ok(());
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(dir) {
+        if dir.parent() == Some(std::env::temp_dir().as_path()) {
+            return check_private_dir(dir, &meta);
+        }
+        if meta.is_dir() {
+            return Ok(());
+        }
     }
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
     b.mode(0o700);
     b.create(dir)
+}
+
+/// The user this process runs as (the owner of `/proc/self` on Linux); `None` where that
+/// cannot be read, and then ownership is not checked (the mode still is).
+pub fn current_uid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg_attr(not(unix), allow(unused_variables))]
+fn check_private_dir(dir: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let refuse = |why: &str| {
+        Err(std::io::Error::other(format!(
+            "state directory {} {why}; remove it or point slackctl elsewhere (XDG_STATE_HOME)",
+            dir.display()
+        )))
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("is a symbolic link");
+    }
+    if !meta.is_dir() {
+        return refuse("is not a directory");
+    }
+    #[cfg(unix)]
+    {
+        if let Some(uid) = current_uid()
+            && meta.uid() != uid
+        {
+            return refuse(&format!("belongs to another user (uid {})", meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return refuse(&format!(
+                "can be written by other users (mode {:o})",
+                meta.mode() & 0o777
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parent(path: &Path) -> Option<&Path> {

@@ -427,3 +427,65 @@ fn kill_9_mid_flood_leaves_a_usable_state_and_no_429() {
     serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(state).unwrap())
         .expect("never torn");
 }
+
+/// Without a home, state goes to a per-user directory under the temp dir, created private;
+/// one that someone else could have planted there is refused (pacing then stays within the
+/// process, with one warning) and the send still goes out.
+#[test]
+fn without_a_home_state_lives_in_a_private_per_user_temp_directory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let emu = Emu::start();
+    let tmp = tempdir("tmpdir");
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let dir = tmp.join(format!("slackctl-{uid}"));
+    let post_homeless = |text: &str| {
+        Out::from(
+            emu.paced_cmd()
+                .env_remove("HOME")
+                .env("TMPDIR", &tmp)
+                .args(["run", "chat.postMessage", "channel=general"])
+                .arg(format!("text={text}"))
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = post_homeless("first");
+    out.assert_code(0).assert_no_panic();
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    let meta = std::fs::symlink_metadata(&dir).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(dir.join("ratelimit.json")).unwrap().mode() & 0o777,
+        0o600
+    );
+
+    // Writable by others (as if someone else had made it): refused, named, and the post goes out.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = post_homeless("second");
+    out.assert_code(0).assert_no_panic();
+    assert!(
+        out.stderr.contains("can be written by other users")
+            && out.stderr.contains(&dir.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.matches("pacing within this process only").count(), 1);
+
+    // Owned by another user (only root can arrange that here).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if uid == 0 {
+        let chown = std::process::Command::new("chown")
+            .args(["65534", dir.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let out = post_homeless("third");
+        out.assert_code(0).assert_no_panic();
+        assert!(out.stderr.contains("belongs to another user"), "{}", out.stderr);
+    }
+    let posted = emu.messages(&general_id(&emu));
+    for t in ["first", "second"] {
+        assert_eq!(posted.iter().filter(|m| m["text"] == t).count(), 1, "{t}");
+    }
+}
