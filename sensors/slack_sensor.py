@@ -35,6 +35,8 @@ The pack config reaches slackctl through environment variables, never the comman
     sensor.strip_formatting   -> SLACKCTL_STRIP_FORMATTING
     sensor.allow_bot_messages -> SLACKCTL_ALLOW_BOT_MESSAGES
     api_url                   -> SLACK_API_URL
+    state_backend             -> SLACKCTL_STATE_BACKEND (unless the service's environment
+                                 already sets it: slackctl's own precedence)
 
 Non-secret options are flags: sensor.listen (--listen), sensor.subtypes (--subtypes), and
 sensor.direct_messages: unless it is true, --no-direct-messages (the original pack's sensor
@@ -73,6 +75,12 @@ PLAIN_ENV = [
     (("sensor", "allow_bot_messages"), "SLACKCTL_ALLOW_BOT_MESSAGES"),
     (("api_url",), "SLACK_API_URL"),
 ]
+# The shared dedupe record (Redis; may hold a password): from the pack config, so that sensors
+# on several hosts share it, but a value in the sensor service's environment wins, as it does
+# for slackctl itself.
+SHARED_ENV = [
+    (("state_backend",), "SLACKCTL_STATE_BACKEND"),
+]
 # Variables slackctl reads that must come from the pack config, not the st2 process.
 OWNED = [name for _, name in SECRET_ENV + PLAIN_ENV] + ["SLACK_WEBHOOK_URL", "SLACKCTL_CONFIG"]
 
@@ -99,6 +107,10 @@ def build_env(config, base_env, empty_config_path):
         if isinstance(value, bool):
             value = "true" if value else "false"
         env[name] = str(value)
+    for path, name in SHARED_ENV:
+        value = _lookup(config, path)
+        if value and not env.get(name):
+            env[name] = str(value)
     # slackctl would otherwise read /opt/stackstorm/configs/slack.yaml itself, whose
     # {{ st2kv... }} values only st2 can resolve; everything it needs is in the environment.
     env["SLACKCTL_CONFIG"] = empty_config_path
