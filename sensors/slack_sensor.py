@@ -52,6 +52,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -132,6 +133,23 @@ def build_args(binary, config, state_dir):
     if sensor.get("direct_messages") is not True:
         args.append("--no-direct-messages")
     return args
+
+
+def checked_state_dir(path):
+    """`path` (created 0700 when missing) once it is known to be a directory of this user that
+    nobody else can write. The default lives in the shared temporary directory, where another
+    local user could otherwise create it first and plant a dedupe record that hides messages."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise RuntimeError(
+            "sensor state directory %s is not a directory of this user that only it can write; "
+            "remove it (it is created again) or fix its owner and mode" % path
+        )
+    return path
 
 
 def _scripts_dirs():
@@ -261,7 +279,12 @@ class SlackSensor(Sensor):
 
     def _run_once(self):
         env = build_env(self.config, os.environ, self._empty_config)
-        args = build_args(self._binary, self.config, self._state_dir)
+        try:
+            state_dir = checked_state_dir(self._state_dir)
+        except (OSError, RuntimeError) as e:
+            self._logger.error("%s", e)
+            return None
+        args = build_args(self._binary, self.config, state_dir)
         try:
             proc = subprocess.Popen(
                 args,

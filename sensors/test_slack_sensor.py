@@ -37,6 +37,7 @@ import atexit  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import select  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
@@ -243,6 +244,21 @@ class ConfigTests(unittest.TestCase):
         env = slack_sensor.build_env({}, {"SLACK_TOKEN": "stray", "HOME": "/h"}, "/tmp/e")
         self.assertNotIn("SLACK_TOKEN", env)
         self.assertEqual(env["HOME"], "/h")
+
+    def test_state_dir_must_be_this_users_and_not_writable_by_others(self):
+        base = tempfile.mkdtemp()
+        fresh = os.path.join(base, "state")
+        self.assertEqual(slack_sensor.checked_state_dir(fresh), fresh)
+        self.assertEqual(os.stat(fresh).st_mode & 0o777, 0o700)
+        self.assertEqual(slack_sensor.checked_state_dir(fresh), fresh, "an existing one is kept")
+        os.chmod(fresh, 0o777)
+        with self.assertRaises(RuntimeError):
+            slack_sensor.checked_state_dir(fresh)
+        link = os.path.join(base, "link")
+        os.symlink(base, link)
+        with self.assertRaises(RuntimeError):
+            slack_sensor.checked_state_dir(link)
+        shutil.rmtree(base)
 
     def test_trace_tag_is_channel_and_ts(self):
         tag = slack_sensor.trace_tag({"channel": {"id": "C1"}, "timestamp_raw": "1.000100"})

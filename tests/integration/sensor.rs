@@ -1043,7 +1043,7 @@ fn st2_python_sensor(modules: &[&str], args: &[&str]) {
             .env_remove("SLACK_TOKEN")
             .env_remove("SLACK_APP_TOKEN")
             .env_remove("SLACK_API_URL"),
-        15,
+        16,
         Duration::from_secs(180),
     );
 }
