@@ -204,21 +204,6 @@ fn post(emu: &Emu, body: Value) -> Vec<Value> {
     v["messages"].as_array().unwrap().clone()
 }
 
-fn sockets(emu: &Emu) -> Value {
-    serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/sockets", None)).unwrap()
-}
-
-fn socket_action(emu: &Emu, action: &str, body: Value) -> Value {
-    let path = format!("/_emulator/sockets/{action}");
-    serde_json::from_str(&http(
-        "POST",
-        &emu.base_url(),
-        &path,
-        Some(&body.to_string()),
-    ))
-    .unwrap()
-}
-
 /// Ids of open (not draining, not silent) connections of a kind.
 fn open_conns(emu: &Emu, kind: &str) -> Vec<u64> {
     sockets(emu)["connections"]
@@ -1080,23 +1065,6 @@ fn kill9(s: &mut Sensor) {
     let _ = s.child.wait();
     if let Some(r) = s.stderr_reader.take() {
         let _ = r.join();
-    }
-}
-
-/// Waits until the emulator has nothing unacknowledged or queued (every envelope taken).
-#[track_caller]
-fn wait_all_acked(emu: &Emu, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let st = sockets(emu);
-        if st["unacked"] == 0 && st["queued"] == 0 {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "envelopes still unacknowledged: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
