@@ -1500,6 +1500,8 @@ fn two_sensors_cannot_share_a_state_directory() {
     let err = second.stderr();
     assert!(err.contains("another slackctl sensor"), "{err}");
     assert!(err.contains(state), "names the directory: {err}");
+    let holder = format!("pid {}", first.child.id());
+    assert!(err.contains(&holder), "names the sensor holding it: {err}");
     // The first one is unharmed.
     let want = posted_ts(&post(
         &emu,
