@@ -35,6 +35,8 @@ The pack config reaches slackctl through environment variables, never the comman
     sensor.strip_formatting   -> SLACKCTL_STRIP_FORMATTING
     sensor.allow_bot_messages -> SLACKCTL_ALLOW_BOT_MESSAGES
     api_url                   -> SLACK_API_URL
+    state_backend             -> SLACKCTL_STATE_BACKEND (unless the service's environment
+                                 already sets it: slackctl's own precedence)
 
 Non-secret options are flags: sensor.listen (--listen), sensor.subtypes (--subtypes), and
 sensor.direct_messages: unless it is true, --no-direct-messages (the original pack's sensor
@@ -50,6 +52,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -72,6 +75,12 @@ PLAIN_ENV = [
     (("sensor", "strip_formatting"), "SLACKCTL_STRIP_FORMATTING"),
     (("sensor", "allow_bot_messages"), "SLACKCTL_ALLOW_BOT_MESSAGES"),
     (("api_url",), "SLACK_API_URL"),
+]
+# The shared dedupe record (Redis; may hold a password): from the pack config, so that sensors
+# on several hosts share it, but a value in the sensor service's environment wins, as it does
+# for slackctl itself.
+SHARED_ENV = [
+    (("state_backend",), "SLACKCTL_STATE_BACKEND"),
 ]
 # Variables slackctl reads that must come from the pack config, not the st2 process.
 OWNED = [name for _, name in SECRET_ENV + PLAIN_ENV] + ["SLACK_WEBHOOK_URL", "SLACKCTL_CONFIG"]
@@ -99,6 +108,10 @@ def build_env(config, base_env, empty_config_path):
         if isinstance(value, bool):
             value = "true" if value else "false"
         env[name] = str(value)
+    for path, name in SHARED_ENV:
+        value = _lookup(config, path)
+        if value and not env.get(name):
+            env[name] = str(value)
     # slackctl would otherwise read /opt/stackstorm/configs/slack.yaml itself, whose
     # {{ st2kv... }} values only st2 can resolve; everything it needs is in the environment.
     env["SLACKCTL_CONFIG"] = empty_config_path
@@ -120,6 +133,23 @@ def build_args(binary, config, state_dir):
     if sensor.get("direct_messages") is not True:
         args.append("--no-direct-messages")
     return args
+
+
+def checked_state_dir(path):
+    """`path` (created 0700 when missing) once it is known to be a directory of this user that
+    nobody else can write. The default lives in the shared temporary directory, where another
+    local user could otherwise create it first and plant a dedupe record that hides messages."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise RuntimeError(
+            "sensor state directory %s is not a directory of this user that only it can write; "
+            "remove it (it is created again) or fix its owner and mode" % path
+        )
+    return path
 
 
 def _scripts_dirs():
@@ -249,7 +279,12 @@ class SlackSensor(Sensor):
 
     def _run_once(self):
         env = build_env(self.config, os.environ, self._empty_config)
-        args = build_args(self._binary, self.config, self._state_dir)
+        try:
+            state_dir = checked_state_dir(self._state_dir)
+        except (OSError, RuntimeError) as e:
+            self._logger.error("%s", e)
+            return None
+        args = build_args(self._binary, self.config, state_dir)
         try:
             proc = subprocess.Popen(
                 args,

@@ -37,6 +37,7 @@ import atexit  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import select  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
@@ -201,6 +202,7 @@ class ConfigTests(unittest.TestCase):
             "listen": "127.0.0.1:3000",
         },
         "action_token": "xoxb-secret-2",
+        "state_backend": "redis://:redis-secret-3@redis.internal:6379/2",
     }
 
     def test_config_goes_to_the_environment_never_the_command_line(self):
@@ -214,12 +216,15 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(env["SLACKCTL_STRIP_FORMATTING"], "true")
         self.assertEqual(env["SLACKCTL_ALLOW_BOT_MESSAGES"], "false")
         self.assertEqual(env["SLACKCTL_CONFIG"], "/tmp/empty.yaml")
+        self.assertEqual(env["SLACKCTL_STATE_BACKEND"],
+                         "redis://:redis-secret-3@redis.internal:6379/2")
         self.assertEqual(env["PATH"], "/bin")
         args = slack_sensor.build_args("/usr/bin/slackctl", self.CONFIG, "/tmp/state")
         self.assertEqual(args[:2], ["/usr/bin/slackctl", "sensor"])
         self.assertIn("--listen", args)
         self.assertIn("--stop-on-stdin-eof", args)
-        for secret in ("xapp-secret-1", "xoxp-rtm-secret", "xoxb-secret-2", "signing-secret-1"):
+        for secret in ("xapp-secret-1", "xoxp-rtm-secret", "xoxb-secret-2", "signing-secret-1",
+                       "redis-secret-3"):
             self.assertNotIn(secret, " ".join(args))
 
     def test_direct_messages_are_off_unless_the_config_turns_them_on(self):
@@ -228,10 +233,32 @@ class ConfigTests(unittest.TestCase):
             args = slack_sensor.build_args("slackctl", {"sensor": sensor}, "/tmp/s")
             self.assertEqual("--no-direct-messages" in args, dropped, sensor)
 
+    def test_the_services_state_backend_beats_the_pack_configs(self):
+        service = {"SLACKCTL_STATE_BACKEND": "redis://service-host:6379/0"}
+        env = slack_sensor.build_env(self.CONFIG, service, "/tmp/e")
+        self.assertEqual(env["SLACKCTL_STATE_BACKEND"], "redis://service-host:6379/0")
+        env = slack_sensor.build_env({}, {}, "/tmp/e")
+        self.assertNotIn("SLACKCTL_STATE_BACKEND", env)
+
     def test_st2_process_variables_do_not_leak_in(self):
         env = slack_sensor.build_env({}, {"SLACK_TOKEN": "stray", "HOME": "/h"}, "/tmp/e")
         self.assertNotIn("SLACK_TOKEN", env)
         self.assertEqual(env["HOME"], "/h")
+
+    def test_state_dir_must_be_this_users_and_not_writable_by_others(self):
+        base = tempfile.mkdtemp()
+        fresh = os.path.join(base, "state")
+        self.assertEqual(slack_sensor.checked_state_dir(fresh), fresh)
+        self.assertEqual(os.stat(fresh).st_mode & 0o777, 0o700)
+        self.assertEqual(slack_sensor.checked_state_dir(fresh), fresh, "an existing one is kept")
+        os.chmod(fresh, 0o777)
+        with self.assertRaises(RuntimeError):
+            slack_sensor.checked_state_dir(fresh)
+        link = os.path.join(base, "link")
+        os.symlink(base, link)
+        with self.assertRaises(RuntimeError):
+            slack_sensor.checked_state_dir(link)
+        shutil.rmtree(base)
 
     def test_trace_tag_is_channel_and_ts(self):
         tag = slack_sensor.trace_tag({"channel": {"id": "C1"}, "timestamp_raw": "1.000100"})

@@ -198,54 +198,16 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             }
         })
     } else if args.all && stream {
-        // Stream list items as pages arrive, so memory stays flat however large the
-        // workspace; with --cursor-file, progress is saved after each page is out.
-        let mut values = values;
-        let cursor_file = args.cursor_file.clone();
-        if let Some(path) = &cursor_file
-            && let Ok(c) = std::fs::read_to_string(path)
-            && !c.trim().is_empty()
-        {
-            crate::log::warn(&format!(
-                "resuming from the cursor saved in {}",
-                path.display()
-            ));
-            values.insert(
-                "cursor".into(),
-                serde_json::Value::String(c.trim().to_string()),
-            );
-        }
-        let mut emit = |page: &serde_json::Value, keys: &[String]| {
-            out.write_str(&jsonl_items(page, keys));
-            out.flush();
-            if out.is_broken() {
-                // The reader went away: some of this page may not have reached it, so the
-                // saved cursor stays at this page (a resumed run repeats it, skips nothing).
-                return false;
-            }
-            // Every line of this page is out and flushed: the next page is where to resume.
-            if let (Some(path), Some(next)) =
-                (&cursor_file, crate::transport::paginate::next_cursor(page))
-            {
-                save_cursor(path, &next);
-            }
-            true
-        };
-        let r = rt.block_on(call_method(
+        stream_pages(
+            &rt,
             &client,
             action,
             values,
             &settings,
             opts,
-            Some(&mut emit),
-        ));
-        if let Some(path) = &cursor_file
-            && r.is_ok()
-            && !out.is_broken()
-        {
-            let _ = std::fs::remove_file(path);
-        }
-        r.map(|_| serde_json::Value::Null)
+            args.cursor_file.as_deref(),
+            &mut out,
+        )
     } else if args.link_mentions {
         rt.block_on(async {
             let mut dir = crate::actions::directory::Directory::new(&client, &settings, &values);
@@ -281,6 +243,66 @@ pub fn run(mut args: RunArgs, flags: &Flags, env: &Env, verbose: bool) -> Result
             Err(e)
         }
     }
+}
+
+/// `--all -o jsonl`: streams list items as pages arrive, so memory stays flat however large
+/// the workspace; with `--cursor-file`, progress is saved after each page is out (and the file
+/// removed once the list is complete).
+#[allow(clippy::too_many_arguments)]
+fn stream_pages(
+    rt: &tokio::runtime::Runtime,
+    client: &crate::transport::Client,
+    action: &'static Action,
+    mut values: serde_json::Map<String, serde_json::Value>,
+    settings: &crate::config::Settings,
+    opts: RunOptions,
+    cursor_file: Option<&std::path::Path>,
+    out: &mut Out,
+) -> Result<serde_json::Value> {
+    if let Some(path) = cursor_file
+        && let Ok(c) = std::fs::read_to_string(path)
+        && !c.trim().is_empty()
+    {
+        crate::log::warn(&format!(
+            "resuming from the cursor saved in {}",
+            path.display()
+        ));
+        values.insert(
+            "cursor".into(),
+            serde_json::Value::String(c.trim().to_string()),
+        );
+    }
+    let mut emit = |page: &serde_json::Value, keys: &[String]| {
+        out.write_str(&jsonl_items(page, keys));
+        out.flush();
+        if out.is_broken() {
+            // The reader went away: some of this page may not have reached it, so the
+            // saved cursor stays at this page (a resumed run repeats it, skips nothing).
+            return false;
+        }
+        // Every line of this page is out and flushed: the next page is where to resume.
+        if let (Some(path), Some(next)) =
+            (cursor_file, crate::transport::paginate::next_cursor(page))
+        {
+            save_cursor(path, &next);
+        }
+        true
+    };
+    let r = rt.block_on(call_method(
+        client,
+        action,
+        values,
+        settings,
+        opts,
+        Some(&mut emit),
+    ));
+    if let Some(path) = cursor_file
+        && r.is_ok()
+        && !out.is_broken()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    r.map(|_| serde_json::Value::Null)
 }
 
 /// The items of a page's (first) list field, one JSON document per line.

@@ -21,7 +21,7 @@ pub enum ModeArg {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "stdout: one JSON object per message, {\"trigger\": \"slack.message\", \"payload\": {…}}, the body st2's generic webhook (/api/v1/webhooks/st2) accepts. Everything else goes to stderr.\nEnvironment: SLACK_APP_TOKEN (Socket Mode), SLACK_TOKEN (name lookups), SLACK_RTM_TOKEN, SLACK_SIGNING_SECRET (Events API), SLACKCTL_SENSOR_MODE, SLACKCTL_STRIP_FORMATTING, SLACKCTL_ALLOW_BOT_MESSAGES.\nSIGTERM/SIGINT: stop reading, finish what was read, exit 0."
+    after_help = "stdout: one JSON object per message, {\"trigger\": \"slack.message\", \"payload\": {…}}, the body st2's generic webhook (/api/v1/webhooks/st2) accepts. Everything else goes to stderr.\nEnvironment: SLACK_APP_TOKEN (Socket Mode), SLACK_TOKEN (name lookups), SLACK_RTM_TOKEN, SLACK_SIGNING_SECRET (Events API), SLACKCTL_SENSOR_MODE, SLACKCTL_STRIP_FORMATTING, SLACKCTL_ALLOW_BOT_MESSAGES, SLACKCTL_STATE_BACKEND (a shared dedupe record in Redis; --state is then not used).\nSIGTERM/SIGINT: stop reading, finish what was read, exit 0."
 )]
 pub struct SensorArgs {
     /// How to receive events (default: sensor.mode, else auto)

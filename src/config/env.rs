@@ -32,7 +32,6 @@ pub const SLACKCTL_CONFIG: &str = "SLACKCTL_CONFIG";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 pub const HOME: &str = "HOME";
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
-pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -114,7 +113,6 @@ impl Env {
             XDG_CONFIG_HOME,
             HOME,
             XDG_STATE_HOME,
-            XDG_RUNTIME_DIR,
             NO_COLOR,
         ];
         Env::from_pairs(

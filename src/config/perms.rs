@@ -17,10 +17,17 @@ pub fn problem(mode: u32, holds_secret: bool) -> Option<&'static str> {
     }
 }
 
-/// Whether the file holds any credential (a token, a signing secret or a webhook URL).
+/// Whether the file holds any credential (a token, a signing secret, a webhook URL, or a
+/// `state_backend` address with a password in it).
 pub fn holds_secret(cfg: &FileConfig) -> bool {
     let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-    set(&cfg.action_token)
+    let with_password = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|u| u.split_once("://"))
+            .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
+    };
+    with_password(&cfg.state_backend)
+        || set(&cfg.action_token)
         || set(&cfg.post_message_action.webhook_url)
         || !cfg.sensor.token.trim().is_empty()
         || set(&cfg.sensor.app_token)
@@ -81,5 +88,15 @@ mod tests {
             .unwrap();
         assert!(holds_secret(&cfg));
         assert!(!holds_secret(&FileConfig::default()));
+        let redis = |url: &str| {
+            let text = format!("state_backend: \"{url}\"\n");
+            holds_secret(&super::super::parse(&text, Path::new("x")).unwrap())
+        };
+        assert!(redis("redis://:pw-123@redis.internal:6379/2"));
+        assert!(redis("rediss://user:pw@r:6380/0"));
+        assert!(
+            !redis("redis://redis.internal:6379/2"),
+            "no password, nothing to hide"
+        );
     }
 }

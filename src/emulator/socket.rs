@@ -886,8 +886,11 @@ fn bad(detail: &str) -> Response {
     )
 }
 
+/// A duration in milliseconds from a control request, at most a day: the timers add it to
+/// `Instant`s, and an absurd value (`u64::MAX`) would overflow that sum and panic the socket.
 fn millis(v: &Value) -> Option<Duration> {
-    v.as_u64().map(Duration::from_millis)
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    v.as_u64().map(|ms| Duration::from_millis(ms.min(DAY_MS)))
 }
 
 /// `POST /_emulator/sockets/{action}`; see the module documentation.

@@ -717,3 +717,31 @@ async fn scheduled_messages_are_listed_deleted_and_posted_on_time() {
     let list = e.bot("chat.scheduledMessages.list", &[]).await;
     assert_eq!(list["scheduled_messages"], json!([]));
 }
+
+#[tokio::test]
+async fn absurd_socket_timings_are_capped_and_a_connection_still_works() {
+    let e = emu().await;
+    let huge = json!(u64::MAX);
+    let v = e
+        .control(
+            "/_emulator/sockets/config",
+            json!({"ack_timeout_ms": huge, "ping_interval_ms": huge, "disconnect_grace_ms": huge}),
+        )
+        .await;
+    let day = 24 * 60 * 60 * 1000u64;
+    assert_eq!(v["status"]["config"]["ping_interval_ms"], day, "{v}");
+    assert_eq!(v["status"]["config"]["ack_timeout_ms"], day, "{v}");
+    assert_eq!(v["status"]["config"]["disconnect_grace_ms"], day, "{v}");
+    // The connection's timers run with the capped values: the hello arrives, nothing panics.
+    let v = e.call("apps.connections.open", tokens::APP, &[]).await;
+    let url = ok(&v)["url"].as_str().unwrap().to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connects");
+    let hello = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("hello within 5 s")
+        .unwrap()
+        .unwrap();
+    assert!(hello.to_text().unwrap().contains("\"hello\""));
+}

@@ -105,27 +105,8 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The standard base64 alphabet, for decoding cursors (encoding is `transport::encode::base64`).
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 fn unbase64(s: &str) -> Option<Vec<u8>> {
     let s = s.trim_end_matches('=');
@@ -146,7 +127,7 @@ fn unbase64(s: &str) -> Option<Vec<u8>> {
 
 /// Cursors look like Slack's: base64 of `kind:position` (e.g. `dXNlcjoxMA==` is `user:10`).
 pub fn encode_cursor(kind: &str, position: &str) -> String {
-    base64(format!("{kind}:{position}").as_bytes())
+    crate::transport::encode::base64(format!("{kind}:{position}").as_bytes())
 }
 
 /// The position inside a cursor of the given kind; `None` for anything else.
@@ -525,6 +506,7 @@ fn check_token_kind(action: &Action, kind: TokenKind) -> Result<(), ApiError> {
 #[cfg(test)]
 mod unit {
     use super::*;
+    use crate::transport::encode::base64;
 
     #[test]
     fn base64_round_trips_and_matches_slack_style() {

@@ -1,7 +1,8 @@
 //! What the sensor already emitted: a bounded memory of keys (`event_id`, Socket Mode
-//! `envelope_id`, and channel + exact `ts`) with a time to live. With `--state` the same keys
-//! are also written ahead to a durable record (`crate::store::seen`), so that a restarted
-//! sensor does not emit the same message twice.
+//! `envelope_id`, and channel + exact `ts`) with a time to live. With `--state` (or a Redis
+//! `state_backend`) the same keys are also written ahead to a durable record
+//! (`crate::store::seen`), so that a restarted sensor, or another sensor sharing the Redis
+//! record, does not emit the same message twice.
 //!
 //! The memory is pure (the caller passes the clock, in Unix seconds).
 

@@ -4,9 +4,10 @@
 //! crash can never lose a message. Transports flush once per batch of events (not once per
 //! line), which is what lets the sensor keep up with a flood.
 //!
-//! With `--state`, each batch follows the write-ahead protocol of [`crate::store::seen`]:
-//! its keys are claimed in the dedupe record before any of its lines reaches stdout, and
-//! committed (one fdatasync) after the lines are flushed and before any acknowledgement. So
+//! With a dedupe record (`--state`, or the Redis backend), each batch follows the write-ahead
+//! protocol of [`crate::store::seen`]: its keys are claimed in the record before any of its
+//! lines reaches stdout, and committed (locally one fdatasync) after the lines are flushed and
+//! before any acknowledgement. So
 //! everything acknowledged is recorded, and a redelivery after a restart is dropped.
 
 use super::dedupe::{self, Seen};

@@ -106,7 +106,7 @@ pub struct LocalSeen {
     path: PathBuf,
     ttl: u64,
     /// Held (locked) while this process uses the directory.
-    _lock: File,
+    _lock: super::LockFile,
     file: Option<File>,
     /// Records in the file (for the compaction decision).
     records: u64,
@@ -118,13 +118,7 @@ pub struct LocalSeen {
 impl LocalSeen {
     /// The record in `dir` (created, mode 0700, when missing), keeping keys `ttl_secs`.
     pub fn open(dir: &Path, ttl_secs: u64) -> std::io::Result<LocalSeen> {
-        if !dir.is_dir() {
-            let mut b = std::fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir)?;
-        }
+        super::create_private_dir(dir)?;
         let lock = Self::lock(dir)?;
         Ok(LocalSeen {
             path: Self::file_in(dir),
@@ -139,25 +133,16 @@ impl LocalSeen {
 
     /// Takes the directory for this process: a second sensor rewriting the same record would
     /// leave the first appending to a file no longer there.
-    fn lock(dir: &Path) -> std::io::Result<File> {
-        let path = dir.join("sensor-seen.lock");
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
-            return Err(std::io::Error::other(format!(
-                "{} is not a regular file (a symlink?)",
-                path.display()
-            )));
-        }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let f = opts.open(&path)?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::other(
-                "another slackctl sensor is using this state directory; give each sensor its own",
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+    fn lock(dir: &Path) -> std::io::Result<super::LockFile> {
+        match super::LockFile::try_take(&dir.join("sensor-seen.lock")) {
+            Ok(l) => Ok(l),
+            Err(super::Busy::Held(pid)) => {
+                let holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                Err(std::io::Error::other(format!(
+                    "another slackctl sensor{holder} is using this state directory; give each sensor its own"
+                )))
+            }
+            Err(super::Busy::Io(e)) => Err(e),
         }
     }
 
@@ -454,6 +439,8 @@ mod tests {
             .err()
             .expect("a second user is refused");
         assert!(e.to_string().contains("another slackctl sensor"), "{e}");
+        let pid = format!("pid {}", std::process::id());
+        assert!(e.to_string().contains(&pid), "names the holder: {e}");
         drop(first);
         assert!(
             LocalSeen::open(&d, 600).is_ok(),

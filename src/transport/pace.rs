@@ -14,8 +14,10 @@
 //! Tier 4: 100; unknown tiers as Tier 2) with a burst of a quarter of that, incoming webhooks
 //! 1/s, `auth.test` and `chat.getPermalink` 600/min. All can be overridden.
 //!
-//! When the shared store cannot be used (unwritable, a link, a full disk), pacing goes on
-//! within this process only, after one warning: a send is never refused for its pacing state.
+//! When the local state file cannot be used (unwritable, a link, a full disk), pacing goes on
+//! within this process only, after one warning: a send is never refused for a local file. A
+//! Redis backend is different ([`PaceStore::required`]): its hosts are coordinated only through
+//! it, so while it cannot be reached the call fails (unless `--no-rate-limit`).
 
 use crate::catalog::{Action, Tier};
 use crate::error::{Error, Result};

@@ -74,13 +74,6 @@ fn passes(emu: &Emu, method: &str) -> usize {
         .count()
 }
 
-fn lines(out: &Out) -> Vec<Value> {
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// Nothing reached the emulator.
 #[track_caller]
 fn assert_nothing_sent(emu: &Emu) {

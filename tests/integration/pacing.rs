@@ -129,15 +129,6 @@ fn a_429_feeds_back_into_the_shared_budget() {
     );
 }
 
-fn enforce(emu: &Emu, limits: &str) {
-    crate::support::http(
-        "POST",
-        &emu.base_url(),
-        "/_emulator/rate_limits",
-        Some(limits),
-    );
-}
-
 fn post(emu: &Emu, token: &str, channel: &str, text: &str) -> Out {
     let ch = format!("channel={channel}");
     let t = format!("text={text}");

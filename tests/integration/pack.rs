@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The interpreter for the pack's Python tests: `$SLACKCTL_TEST_PYTHON` (the throwaway
+/// The interpreter for the Python tests: `$SLACKCTL_TEST_PYTHON` (the throwaway
 /// virtualenv `.ci/run` makes, with eventlet), else `python3`. `None` (the caller skips, saying
 /// so) when it or one of `modules` is missing; under `CI=true`, or when
 /// `$SLACKCTL_TEST_PYTHON` is set, that is a failure instead, so CI never passes by skipping.

@@ -175,15 +175,6 @@ fn host(emu: &Emu, redis: Option<&RedisServer>, name: &str) -> Command {
     c
 }
 
-fn enforce(emu: &Emu, limits: &str) {
-    http(
-        "POST",
-        &emu.base_url(),
-        "/_emulator/rate_limits",
-        Some(limits),
-    );
-}
-
 fn posts(emu: &Emu) -> Vec<Value> {
     emu.requests_to("chat.postMessage")
 }
@@ -791,23 +782,10 @@ impl Drop for GroupSensor {
     }
 }
 
-fn sockets(emu: &Emu) -> Value {
-    serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/sockets", None)).unwrap()
-}
-
 fn connections(emu: &Emu) -> usize {
     sockets(emu)["connections"].as_array().map_or(0, |c| {
         c.iter().filter(|c| c["kind"] == "socket_mode").count()
     })
-}
-
-fn socket_action(emu: &Emu, action: &str, body: Value) {
-    http(
-        "POST",
-        &emu.base_url(),
-        &format!("/_emulator/sockets/{action}"),
-        Some(&body.to_string()),
-    );
 }
 
 fn post_messages(emu: &Emu, text: &str, count: usize) {
@@ -817,20 +795,6 @@ fn post_messages(emu: &Emu, text: &str, count: usize) {
         "/_emulator/messages",
         Some(&serde_json::json!({"channel": "C0000001", "user": "U0000001", "text": text, "count": count}).to_string()),
     );
-}
-
-/// Waits until every envelope was acknowledged (nothing unacked or queued at the emulator).
-#[track_caller]
-fn wait_all_acked(emu: &Emu) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = sockets(emu);
-        if s["unacked"] == 0 && s["queued"] == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "still unacknowledged: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Every text of the group, with how many times it came out.
@@ -871,10 +835,10 @@ fn three_sensors_emit_each_message_once_in_the_group_whichever_connection_gets_i
     let all: Vec<&GroupSensor> = sensors.iter().collect();
     post_messages(&emu, "hello", 30);
     wait_group(&all, 30);
-    wait_all_acked(&emu);
+    wait_all_acked(&emu, WAIT);
     // Slack sends them all again, each to another connection than the first time.
     socket_action(&emu, "redeliver", serde_json::json!({"count": 30}));
-    wait_all_acked(&emu);
+    wait_all_acked(&emu, WAIT);
     let counts = group_counts(&all);
     assert_eq!(counts.len(), 30);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
@@ -915,10 +879,10 @@ fn kill_9_of_one_sensor_loses_nothing_and_repeats_nothing() {
     victim.child.wait().unwrap();
     let all: Vec<&GroupSensor> = others.iter().chain([&victim]).collect();
     wait_group(&all, 30);
-    wait_all_acked(&emu);
+    wait_all_acked(&emu, WAIT);
     post_messages(&emu, "after", 10);
     wait_group(&all, 40);
-    wait_all_acked(&emu);
+    wait_all_acked(&emu, WAIT);
     let counts = group_counts(&all);
     assert_eq!(counts.len(), 40);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
@@ -941,7 +905,7 @@ fn sensors_stop_acknowledging_while_redis_is_down_and_catch_up_when_it_returns()
     let all: Vec<&GroupSensor> = sensors.iter().collect();
     post_messages(&emu, "before", 5);
     wait_group(&all, 5);
-    wait_all_acked(&emu);
+    wait_all_acked(&emu, WAIT);
     redis.stop();
     post_messages(&emu, "down", 10);
     // Slack redelivers what nobody acknowledges; nothing comes out meanwhile.
@@ -968,7 +932,7 @@ fn sensors_stop_acknowledging_while_redis_is_down_and_catch_up_when_it_returns()
     );
     redis.restart();
     wait_group(&all, 15);
-    wait_all_acked(&emu);
+    wait_all_acked(&emu, WAIT);
     let counts = group_counts(&all);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
 }

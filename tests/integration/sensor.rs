@@ -204,21 +204,6 @@ fn post(emu: &Emu, body: Value) -> Vec<Value> {
     v["messages"].as_array().unwrap().clone()
 }
 
-fn sockets(emu: &Emu) -> Value {
-    serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/sockets", None)).unwrap()
-}
-
-fn socket_action(emu: &Emu, action: &str, body: Value) -> Value {
-    let path = format!("/_emulator/sockets/{action}");
-    serde_json::from_str(&http(
-        "POST",
-        &emu.base_url(),
-        &path,
-        Some(&body.to_string()),
-    ))
-    .unwrap()
-}
-
 /// Ids of open (not draining, not silent) connections of a kind.
 fn open_conns(emu: &Emu, kind: &str) -> Vec<u64> {
     sockets(emu)["connections"]
@@ -1043,7 +1028,7 @@ fn st2_python_sensor(modules: &[&str], args: &[&str]) {
             .env_remove("SLACK_TOKEN")
             .env_remove("SLACK_APP_TOKEN")
             .env_remove("SLACK_API_URL"),
-        14,
+        16,
         Duration::from_secs(180),
     );
 }
@@ -1080,23 +1065,6 @@ fn kill9(s: &mut Sensor) {
     let _ = s.child.wait();
     if let Some(r) = s.stderr_reader.take() {
         let _ = r.join();
-    }
-}
-
-/// Waits until the emulator has nothing unacknowledged or queued (every envelope taken).
-#[track_caller]
-fn wait_all_acked(emu: &Emu, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let st = sockets(emu);
-        if st["unacked"] == 0 && st["queued"] == 0 {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "envelopes still unacknowledged: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -1532,6 +1500,8 @@ fn two_sensors_cannot_share_a_state_directory() {
     let err = second.stderr();
     assert!(err.contains("another slackctl sensor"), "{err}");
     assert!(err.contains(state), "names the directory: {err}");
+    let holder = format!("pid {}", first.child.id());
+    assert!(err.contains(&holder), "names the sensor holding it: {err}");
     // The first one is unharmed.
     let want = posted_ts(&post(
         &emu,

@@ -270,3 +270,55 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Every stdout line of `out` as JSON (bulk result lines, `-o jsonl` items).
+pub fn lines(out: &Out) -> Vec<Value> {
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Turns on (or changes) the emulator's rate-limit enforcement (`limits` is the JSON body).
+pub fn enforce(emu: &Emu, limits: &str) {
+    http(
+        "POST",
+        &emu.base_url(),
+        "/_emulator/rate_limits",
+        Some(limits),
+    );
+}
+
+/// The emulator's Socket Mode state: connections, unacknowledged and queued envelopes.
+pub fn sockets(emu: &Emu) -> Value {
+    serde_json::from_str(&http("GET", &emu.base_url(), "/_emulator/sockets", None)).unwrap()
+}
+
+/// Scripts the emulator's sockets (`POST /_emulator/sockets/<action>`); returns its answer.
+pub fn socket_action(emu: &Emu, action: &str, body: Value) -> Value {
+    let path = format!("/_emulator/sockets/{action}");
+    serde_json::from_str(&http(
+        "POST",
+        &emu.base_url(),
+        &path,
+        Some(&body.to_string()),
+    ))
+    .unwrap()
+}
+
+/// Waits until the emulator has nothing unacknowledged or queued (every envelope taken).
+#[track_caller]
+pub fn wait_all_acked(emu: &Emu, within: std::time::Duration) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let st = sockets(emu);
+        if st["unacked"] == 0 && st["queued"] == 0 {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "envelopes still unacknowledged: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
