@@ -222,7 +222,11 @@ class SlackSensor(Sensor):
         self._binary = find_binary(self.config)
         fd, self._empty_config = tempfile.mkstemp(prefix="slackctl-", suffix=".yaml")
         os.close(fd)
-        self._state_dir = os.path.join(tempfile.gettempdir(), "slackctl-sensor-state")
+        # Per user: the temp dir is shared, and a name there can be taken by anyone first
+        # (checked_state_dir refuses one that is not this user's before each start).
+        self._state_dir = os.path.join(
+            tempfile.gettempdir(), "slackctl-sensor-state-%d" % os.getuid()
+        )
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                 signal.signal(signal.SIGTERM, self._on_sigterm)

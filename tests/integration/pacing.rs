@@ -447,7 +447,10 @@ fn without_a_home_state_lives_in_a_private_per_user_temp_directory() {
     assert!(meta.is_dir());
     assert_eq!(meta.mode() & 0o777, 0o700);
     assert_eq!(
-        std::fs::metadata(dir.join("ratelimit.json")).unwrap().mode() & 0o777,
+        std::fs::metadata(dir.join("ratelimit.json"))
+            .unwrap()
+            .mode()
+            & 0o777,
         0o600
     );
 
@@ -461,7 +464,12 @@ fn without_a_home_state_lives_in_a_private_per_user_temp_directory() {
         "{}",
         out.stderr
     );
-    assert_eq!(out.stderr.matches("pacing within this process only").count(), 1);
+    assert_eq!(
+        out.stderr
+            .matches("pacing within this process only")
+            .count(),
+        1
+    );
 
     // Owned by another user (only root can arrange that here).
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -473,7 +481,11 @@ fn without_a_home_state_lives_in_a_private_per_user_temp_directory() {
         assert!(chown.success());
         let out = post_homeless("third");
         out.assert_code(0).assert_no_panic();
-        assert!(out.stderr.contains("belongs to another user"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("belongs to another user"),
+            "{}",
+            out.stderr
+        );
     }
     let posted = emu.messages(&general_id(&emu));
     for t in ["first", "second"] {
