@@ -119,8 +119,11 @@ def build_env(config, base_env, empty_config_path):
 
 
 def build_args(binary, config, state_dir):
-    """The command line: the subcommand and non-secret options only."""
-    args = [binary, "sensor", "--state", state_dir, "--stop-on-stdin-eof"]
+    """The command line: the subcommand and non-secret options only (no `--state` when
+    `state_dir` is None: a shared backend keeps the dedupe record)."""
+    args = [binary, "sensor", "--stop-on-stdin-eof"]
+    if state_dir:
+        args += ["--state", state_dir]
     sensor = (config or {}).get("sensor") or {}
     listen = sensor.get("listen")
     if listen:
@@ -283,11 +286,14 @@ class SlackSensor(Sensor):
 
     def _run_once(self):
         env = build_env(self.config, os.environ, self._empty_config)
-        try:
-            state_dir = checked_state_dir(self._state_dir)
-        except (OSError, RuntimeError) as e:
-            self._logger.error("%s", e)
-            return None
+        state_dir = None
+        if not env.get("SLACKCTL_STATE_BACKEND"):
+            # A shared backend (Redis) holds the dedupe record instead of a local directory.
+            try:
+                state_dir = checked_state_dir(self._state_dir)
+            except (OSError, RuntimeError) as e:
+                self._logger.error("%s", e)
+                return None
         args = build_args(self._binary, self.config, state_dir)
         try:
             proc = subprocess.Popen(

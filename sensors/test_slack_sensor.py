@@ -223,6 +223,9 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(args[:2], ["/usr/bin/slackctl", "sensor"])
         self.assertIn("--listen", args)
         self.assertIn("--stop-on-stdin-eof", args)
+        self.assertEqual(args[args.index("--state") + 1], "/tmp/state")
+        # With a shared backend the shim passes no local directory.
+        self.assertNotIn("--state", slack_sensor.build_args("slackctl", self.CONFIG, None))
         for secret in ("xapp-secret-1", "xoxp-rtm-secret", "xoxb-secret-2", "signing-secret-1",
                        "redis-secret-3"):
             self.assertNotIn(secret, " ".join(args))

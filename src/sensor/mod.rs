@@ -180,6 +180,13 @@ pub async fn run(
     );
     if let crate::store::Backend::Redis { .. } = &settings.backend {
         // One record for every sensor of the app, whichever host it runs on.
+        if let Some(dir) = &opts.state_dir {
+            crate::log::warn(&format!(
+                "--state {} is not used: the dedupe record is shared in {}",
+                dir.display(),
+                settings.backend.describe()
+            ));
+        }
         let store = crate::store::seen::open(&settings.backend, dedupe::DEFAULT_TTL_SECS)
             .map_err(|e| crate::error::Error::config(e.to_string()))?;
         pipeline = pipeline.with_store(store)?;
