@@ -285,6 +285,31 @@ fn without_the_shared_backend_three_hosts_overrun_the_channel() {
     assert!(count_429(&emu) > 0, "separate hosts must trip the limit");
 }
 
+/// Host `name` sending `file` once to C0000002 with the journal `state`, four at a time,
+/// pacing off (these tests are about send-once, not pacing).
+fn send_once_host(
+    emu: &Emu,
+    redis: &RedisServer,
+    file: &Path,
+    state: &str,
+    name: &str,
+) -> std::process::Child {
+    let mut args = bulk_args(file, "C0000002");
+    args.extend([
+        "--state".into(),
+        state.into(),
+        "--concurrency".into(),
+        "4".into(),
+    ]);
+    host(emu, Some(redis), name)
+        .arg("--no-rate-limit")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn two_hosts_given_the_same_input_send_each_record_once() {
     let Some(redis) = RedisServer::start(None) else {
@@ -296,22 +321,7 @@ fn two_hosts_given_the_same_input_send_each_record_once() {
     let dir = tempdir("once");
     let file = records(&dir, "r", 30);
     let state = format!("{}/newsletter", redis.url());
-    let run = |name: &str, state: &str| {
-        let mut args = bulk_args(&file, "C0000002");
-        args.extend([
-            "--state".into(),
-            state.into(),
-            "--concurrency".into(),
-            "4".into(),
-        ]);
-        host(&emu, Some(&redis), name)
-            .arg("--no-rate-limit")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let run = |name: &str, state: &str| send_once_host(&emu, &redis, &file, state, name);
     // One names the journal by its whole address, the other on the configured backend.
     let a = run("a", &state);
     let b = run("b", "redis:newsletter");
@@ -400,22 +410,7 @@ fn kill_9_of_one_host_leaves_only_its_in_flight_records_uncertain() {
     let dir = tempdir("kill");
     let file = records(&dir, "k", 40);
     let state = format!("{}/killed", redis.url());
-    let run = |name: &str| {
-        let mut args = bulk_args(&file, "C0000002");
-        args.extend([
-            "--state".into(),
-            state.clone(),
-            "--concurrency".into(),
-            "4".into(),
-        ]);
-        host(&emu, Some(&redis), name)
-            .arg("--no-rate-limit")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let run = |name: &str| send_once_host(&emu, &redis, &file, &state, name);
     let mut victim = run("victim");
     let victim_lines = Lines::follow(&mut victim);
     let survivor = run("survivor");
